@@ -1,0 +1,70 @@
+"""Compiler-style diagnostics for files authors write (recipes, and anything else in YAML).
+
+This module owns the ``Diagnostic`` value (file, line, column, path, message, hint) and
+its one text format, shared by every command that reports problems in a file::
+
+    recipes/cart.yaml:12:7: error: unknown program 'expand' [path steps.grow.op]
+      hint: programs are: cell_selection, activation, ...
+
+Lines and columns are 1-based, like every compiler and editor. It imports nothing
+else from the project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+PathPart = str | int
+
+
+def format_path(path: Sequence[PathPart]) -> str:
+    """``("steps", "expand", "next", 0, "when")`` -> ``steps.expand.next[0].when``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Diagnostic:
+    """One problem found in a file, where it is, and how to fix it."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    path: tuple[PathPart, ...] = ()
+    hint: str = ""
+    severity: Severity = "error"
+
+    @property
+    def path_text(self) -> str:
+        return format_path(self.path)
+
+    def format(self) -> str:
+        """``file:line:col: error: message [path p]`` and, when there is one, a hint line."""
+        head = f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message}"
+        if self.path:
+            head += f" [path {self.path_text}]"
+        if self.hint:
+            head += f"\n  hint: {self.hint}"
+        return head
+
+
+def format_all(diagnostics: Iterable[Diagnostic]) -> str:
+    """All diagnostics, sorted by position, one block per diagnostic."""
+    return "\n".join(d.format() for d in sorted(diagnostics, key=_position))
+
+
+def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    return any(d.severity == "error" for d in diagnostics)
+
+
+def _position(d: Diagnostic) -> tuple[str, int, int, str]:
+    return (d.file, d.line, d.column, d.message)
