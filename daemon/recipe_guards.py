@@ -62,7 +62,7 @@ class GuardProblem:
     hint: str = ""
 
 
-def _list(t: str) -> str:
+def list_type(t: str) -> str:
     return f"list<{t}>"
 
 
@@ -150,7 +150,7 @@ class _Checker:
                 else ""
             )
             return self.fail(right_node, f"cannot compare {left} {symbol} {right}", hint)
-        if right == _list(left):  # op == "in"
+        if right == list_type(left):  # op == "in"
             return BOOL
         return self.fail(right_node, f"'in' needs a list of {left}, got {right}")
 
@@ -249,7 +249,7 @@ class _Checker:
             return ERROR
         if len(set(types)) != 1:
             return self.fail(node, f"a list needs items of one type, got {', '.join(types)}")
-        return _list(types[0])
+        return list_type(types[0])
 
     def t_ident_arg(self, node: lark.Tree) -> str:
         name = str(node.children[0])
@@ -324,7 +324,7 @@ def _to_cel(name: str, type_: str, value: Any) -> Any:
             return celtypes.BoolType(bool(value))
         if type_ == STRING:
             return celtypes.StringType(str(value))
-        if type_ == _list(STRING):
+        if type_ == list_type(STRING):
             return celtypes.ListType([celtypes.StringType(str(v)) for v in value])
     except (TypeError, ValueError, OverflowError) as exc:
         raise GuardError(f"{name}={value!r} is not a {type_}") from exc
