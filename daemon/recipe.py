@@ -145,7 +145,8 @@ class Variable:
     type: str
     unit: str
     steps: tuple[str, ...]  # the steps that bind it
-    source: str  # the ICD output or sample result it holds
+    source: str  # the ICD program output or the sample result it holds
+    origin: str = "output"  # "output" (of an op step's program) or "assay" (a sample step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -834,7 +835,7 @@ class _Loader:
                     f"{step.op} outputs: {', '.join(program.outputs)}",
                 )
                 continue
-            self.bind(var, output_type(output), "", name, output, (*path, "bind", var))
+            self.bind(var, output_type(output), "", name, output, (*path, "bind", var), "output")
 
     def raw_step(self, name: str) -> dict[str, Any]:
         steps = self.raw.get("steps")
@@ -894,17 +895,24 @@ class _Loader:
                     "viable_cells_total needs the culture volume",
                     "add 'culture_ml: <mL>' to the sample (cells per mL x culture_ml)",
                 )
-            self.bind(var, type_, unit, name, result, bpath)
+            self.bind(var, type_, unit, name, result, bpath, "assay")
 
     def bind(
-        self, var: str, type_: str, unit: str, step: str, source: str, path: tuple[PathPart, ...]
+        self,
+        var: str,
+        type_: str,
+        unit: str,
+        step: str,
+        source: str,
+        path: tuple[PathPart, ...],
+        origin: str,
     ) -> None:
         if var in RESERVED_NAMES:
             self.error(path, f"'{var}' is a reserved name", "choose another name", key=True)
             return
         seen = self.variables.get(var)
         if seen is None:
-            self.variables[var] = Variable(var, type_, unit, (step,), source)
+            self.variables[var] = Variable(var, type_, unit, (step,), source, origin)
         elif seen.type != type_:
             self.error(
                 path,
@@ -913,7 +921,9 @@ class _Loader:
                 key=True,
             )
         else:
-            self.variables[var] = Variable(var, type_, unit, (*seen.steps, step), seen.source)
+            self.variables[var] = Variable(
+                var, type_, unit, (*seen.steps, step), seen.source, seen.origin
+            )
 
     def check_bindings(self, params: dict[str, Parameter]) -> None:
         for var, v in self.variables.items():

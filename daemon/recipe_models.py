@@ -26,6 +26,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from drivers.icd import ASSAY_NAMES, PROGRAMS
+
 SCHEMA_ID: Final = "https://cellfab.example/schemas/recipe-v1.json"
 
 IDENT_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -62,6 +64,22 @@ def duration_seconds(text: str) -> float:
     if re.fullmatch(DURATION_PATTERN, text) is None:
         raise ValueError(f"{text!r} is not a duration")
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in DURATION_RE.findall(text))
+
+
+# Completion lists for editors; the loader checks names itself, with better messages.
+ProgramName = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": [p for p in PROGRAMS if p != "sample"],
+            "description": "A program of the ICD table (sample steps run 'sample')",
+        }
+    ),
+]
+AssayName = Annotated[
+    str, WithJsonSchema({"type": "string", "enum": list(ASSAY_NAMES), "description": "ICD assay"})
+]
 
 
 class _Model(BaseModel):
@@ -123,7 +141,7 @@ class _Step(_Model):
 
 
 class OpStep(_Step):
-    op: str = Field(description="A program of the ICD table, run on a unit that offers it")
+    op: ProgramName = Field(description="A program of the ICD table, run on a unit offering it")
     params: dict[str, ParamValue] = Field(default_factory=dict)
     bind: dict[Ident, str] = Field(
         default_factory=dict, description="variable: program output (e.g. cells: cells_out)"
@@ -135,7 +153,7 @@ class OpStep(_Step):
 
 class SampleSpec(_Model):
     volume_ml: ParamValue = Field(description="Sample volume, mL (ICD sample program range)")
-    panel: list[str] = Field(min_length=1, description="Assay names of the Cell Q panel")
+    panel: list[AssayName] = Field(min_length=1, description="Assay names of the Cell Q panel")
     culture_ml: ParamValue | None = Field(
         None, description="Culture volume, mL; needed to bind viable_cells_total"
     )
