@@ -1,0 +1,155 @@
+"""Plain-pymodbus helpers for the Cell Q protocol tests (no project driver code)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+
+from drivers import icd
+from simulators.cellq import CellQTwin
+from simulators.clock import Clock
+from simulators.runner import BackgroundLoop
+from simulators.world import World
+
+SCALE = 100_000.0  # process seconds per wall second: a 15 min assay takes 9 ms
+
+HANG_GUARD = 20.0  # seconds: only ever a guard against a hang, never a speed check
+LONG_PANEL = int(icd.Assay.STERILITY)  # 7 days of process time
+SHORT_PANEL = int(icd.Assay.CELL_COUNT)  # 15 minutes
+
+_ids = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_ids)}"
+
+
+def draw_sample(world: World, volume_ml: float = 1.0) -> str:
+    """A fresh cartridge and one sample from it, through the world's own program."""
+    cartridge = unique("QC")
+    world.insert_cartridge(cartridge, 1.0e8, 92.0)
+    sample_id = unique("S")
+    world.run_program(cartridge, "sample", {"volume_ml": volume_ml, "sample_id": sample_id})
+    return sample_id
+
+
+def tcp_client(port: int, *, timeout: float = 3.0) -> AsyncModbusTcpClient:
+    # retries=0: a test sees exactly what one request got.
+    return AsyncModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=0)
+
+
+@dataclass
+class Rig:
+    """A session twin on its background loop, with the world and clock it shares."""
+
+    bg: BackgroundLoop
+    world: World
+    clock: Clock
+    twin: CellQTwin
+
+    def reset(self) -> None:
+        async def _reset() -> None:
+            self.twin.reset()
+            self.clock.scale = SCALE
+
+        self.bg.run(_reset())
+
+
+@dataclass
+class SlotView:
+    job_seq: int
+    state: int
+    progress: int
+    fault: int
+    results: dict[icd.Assay, float]
+    raw: list[int]
+
+
+def exc_code(response: ModbusPDU) -> int | None:
+    """The exception code of an answer, or None when it is a normal answer."""
+    if isinstance(response, ExceptionResponse) or response.isError():
+        return int(getattr(response, "exception_code", -1))
+    return None
+
+
+class CellQ:
+    """A thin, explicit register client for one analyzer (any pymodbus client)."""
+
+    def __init__(self, client: ModbusBaseClient, device_id: int = icd.CELLQ_DEVICE_ID) -> None:
+        self.client = client
+        self.device_id = device_id
+
+    async def read_ir(self, address: int, count: int) -> Any:
+        return await self.client.read_input_registers(
+            address, count=count, device_id=self.device_id
+        )
+
+    async def read_hr(self, address: int, count: int) -> Any:
+        return await self.client.read_holding_registers(
+            address, count=count, device_id=self.device_id
+        )
+
+    async def write(self, address: int, values: list[int]) -> Any:
+        return await self.client.write_registers(address, values, device_id=self.device_id)
+
+    async def status(self) -> list[int]:
+        rr = await self.read_ir(0, icd.STATUS_REGS)
+        assert exc_code(rr) is None, rr
+        return list(rr.registers)
+
+    async def slot(self, slot: int) -> SlotView:
+        rr = await self.read_ir(icd.slot_base(slot), icd.SLOT_STRIDE)
+        assert exc_code(rr) is None, rr
+        regs = list(rr.registers)
+        results = {
+            a: icd.decode_f32(regs[icd.result_offset(a) : icd.result_offset(a) + 2])
+            for a in icd.Assay
+        }
+        return SlotView(
+            icd.decode_u32(regs[0:2]),
+            regs[icd.IR_SLOT_STATE],
+            regs[icd.IR_PROGRESS],
+            regs[icd.IR_JOB_FAULT],
+            results,
+            regs,
+        )
+
+    async def holding(self, slot: int) -> list[int]:
+        rr = await self.read_hr(icd.slot_base(slot), icd.SLOT_STRIDE)
+        assert exc_code(rr) is None, rr
+        return list(rr.registers)
+
+    async def command(
+        self,
+        slot: int,
+        command: icd.Command,
+        *,
+        job_seq: int,
+        sample_id: str = "",
+        panel: int = SHORT_PANEL,
+        raw_sample: list[int] | None = None,
+    ) -> int | None:
+        """JobSeq, panel, SampleId and the command in one write; the exception code."""
+        sample = raw_sample if raw_sample is not None else icd.encode_string(sample_id)
+        values = [*icd.encode_u32(job_seq), panel, *sample, int(command)]
+        return exc_code(await self.write(icd.slot_base(slot), values))
+
+    async def wait_slot(
+        self, slot: int, predicate: Callable[[SlotView], bool], guard: float = HANG_GUARD
+    ) -> SlotView:
+        async with asyncio.timeout(guard):
+            while True:
+                view = await self.slot(slot)
+                if predicate(view):
+                    return view
+                await asyncio.sleep(0.005)
+
+    async def wait_state(self, slot: int, *states: icd.SlotState) -> SlotView:
+        return await self.wait_slot(slot, lambda v: v.state in states)
