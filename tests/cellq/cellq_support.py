@@ -16,6 +16,7 @@ from drivers import icd
 from simulators.cellq import CellQTwin
 from simulators.clock import Clock
 from simulators.runner import BackgroundLoop
+from simulators.serialline import NullModem
 from simulators.world import World
 
 SCALE = 100_000.0  # process seconds per wall second: a 15 min assay takes 9 ms
@@ -60,6 +61,15 @@ class Rig:
             self.clock.scale = SCALE
 
         self.bg.run(_reset())
+
+
+@dataclass
+class RtuRig:
+    """A second, RTU-only twin on the session world, behind a null modem."""
+
+    rig: Rig
+    twin: CellQTwin
+    modem: NullModem
 
 
 @dataclass

@@ -8,10 +8,9 @@ free, no fault, time scale 100000 process s per wall s).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
-from cellq_support import SCALE, CellQ, Rig, tcp_client
+from cellq_support import SCALE, CellQ, Rig, RtuRig, tcp_client
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.framer import FramerType
 
@@ -41,13 +40,6 @@ def rig(bg: BackgroundLoop) -> Iterator[Rig]:
     twin = bg.run(make())
     yield Rig(bg, world, clock, twin)
     bg.run(twin.stop())
-
-
-@dataclass
-class RtuRig:
-    rig: Rig
-    twin: CellQTwin
-    modem: NullModem
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +80,7 @@ async def rtu(rtu_rig: RtuRig) -> AsyncIterator[CellQ]:
 
     rtu_rig.rig.bg.run(_reset())
     client = AsyncModbusSerialClient(
-        rtu_rig.modem.path_b, framer=FramerType.RTU, baudrate=19200, timeout=2, retries=0
+        rtu_rig.modem.path_b, framer=FramerType.RTU, baudrate=19200, timeout=1, retries=0
     )
     assert await client.connect()
     yield CellQ(client)
