@@ -19,8 +19,9 @@ weight is ``gross - zero - tare``. When a new bag arrives the reading is dynamic
     T        T S <tare> g             T I                      T I
     other    ES                       ES                       ES
 
-Overload: gross above ``CAPACITY_G``. Underload: the net weight below
-``-UNDERLOAD_G`` (the pan was zeroed under a heavier load than it holds now).
+Overload: gross above ``capacity_g`` (default 2200 g). Underload: the load below the
+zero point by more than ``underload_g`` (default 50 g: the pan was zeroed under a
+heavier load than it holds now). Commands are matched exactly (case and spaces).
 Zeroing clears the tare. ``<value>`` is ``icd.format_weight``: right-aligned in 10
 characters, three decimals.
 """
@@ -61,8 +62,12 @@ class BalanceTwin:
         *,
         faults: SerialFaults | None = None,
         settle_seconds: float = 0.5,
+        capacity_g: float = CAPACITY_G,
+        underload_g: float = UNDERLOAD_G,
     ) -> None:
         self.world = world
+        self.capacity_g = capacity_g
+        self.underload_g = underload_g
         self.faults = faults if faults is not None else SerialFaults()
         self.settle_seconds = settle_seconds
         self.counters = BalanceCounters()
@@ -145,8 +150,8 @@ class BalanceTwin:
         self._observe()
         gross = self.gross_g()
         net = gross - self.zero_g - self.tare_g
-        over = gross > CAPACITY_G
-        under = gross - self.zero_g < -UNDERLOAD_G
+        over = gross > self.capacity_g
+        under = gross - self.zero_g < -self.underload_g
         dynamic = self.dynamic
         if command in ("S", "SI"):
             if over:
@@ -192,7 +197,7 @@ class BalanceTwin:
                 await asyncio.sleep(wait)
             self.counters.commands += 1
             try:
-                command = line.decode("ascii").strip(" ")
+                command = line.decode("ascii")
             except UnicodeDecodeError:
                 command = "\xff"
             out = self.faults.mangle(self.answer(command).encode("ascii") + icd.BALANCE_EOL)
