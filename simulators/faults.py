@@ -185,13 +185,14 @@ class _Link:
     """One proxied client connection and its upstream connection."""
 
     client: asyncio.StreamWriter
-    upstream: asyncio.StreamWriter
+    upstream: asyncio.StreamWriter | None = None  # None while it is being connected
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def close(self) -> None:
         for writer in (self.client, self.upstream):
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.transport.abort()
         current = asyncio.current_task()
         for task in self.tasks:
             if task is not current:
@@ -372,14 +373,19 @@ class FaultProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.counters.connections_accepted += 1
+        link = _Link(writer)
+        self._links.add(link)  # a drop while the upstream connects closes it too
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
             self.counters.upstream_failures += 1
-            writer.transport.abort()
+            self._links.discard(link)
+            link.close()
             return
-        link = _Link(writer, up_writer)
-        self._links.add(link)
+        link.upstream = up_writer
+        if link not in self._links:  # dropped meanwhile
+            link.close()
+            return
         link.tasks = [
             asyncio.create_task(self._pump(reader, up_writer, link, to_client=False)),
             asyncio.create_task(self._pump(up_reader, writer, link, to_client=True)),
@@ -409,12 +415,13 @@ class FaultProxy:
                     data = junk if self._garbage_replace else junk + data
                     self._garbage = 0
                     self.counters.frames_corrupted += 1
-                writer.write(data)
-                await writer.drain()
+                # Count before sending: whoever sees the bytes sees them counted.
                 if to_client:
                     self.counters.bytes_to_client += len(data)
                 else:
                     self.counters.bytes_to_target += len(data)
+                writer.write(data)
+                await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
