@@ -58,7 +58,7 @@ def ensure_certificate(
     if server:
         usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     cert = generate_self_signed_app_certificate(
-        key, name, {"O": "cellfab"}, sans, extended=usage, days=days
+        key, name, {"organizationName": "cellfab"}, sans, extended=usage, days=days
     )
     key_path.write_bytes(dump_private_key_as_pem(key))
     key_path.chmod(0o600)
