@@ -49,6 +49,12 @@ class ModbusFaults:
     with exception ``code`` and change nothing. ``silence(count)``: the next ``count``
     requests (all when None) get no answer at all. ``slow(seconds)``: every answer waits
     that long (wall time). ``clear()`` ends them all; counters stay.
+
+    A request is one datastore access: a read/write-multiple (FC 23) or a mask write
+    (FC 22) counts twice. While one answer is held by ``slow``, pymodbus 3.16.1 keeps
+    only the last request of a connection, so a client that pipelines requests on one
+    connection may see answers go astray: use one request at a time (as the ICD's
+    clients do) when testing with ``slow``.
     """
 
     exceptions_sent: int = 0

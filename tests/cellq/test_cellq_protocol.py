@@ -469,3 +469,24 @@ async def test_a_write_single_answer_echoes_the_request(cq: CellQ) -> None:
     assert exc_code(rr) == 6  # abort of a free slot (JobSeq 0 matches): not applicable
     rr = await cq.client.write_register(icd.slot_base(0) + icd.HR_PANEL, 5, device_id=1)
     assert exc_code(rr) is None and rr.registers == [5]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    address=st.integers(0, 1000),
+    values=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=16),
+    read_count=st.integers(1, 125),
+)
+async def test_any_write_or_read_gets_an_icd_answer_and_the_twin_keeps_serving(
+    twin: CellQTwin, cq: CellQ, address: int, values: list[int], read_count: int
+) -> None:
+    assert exc_code(await cq.write(address, values)) in (None, 2, 3, 4, 6)
+    assert exc_code(await cq.read_hr(address, read_count)) in (None, 2)
+    assert exc_code(await cq.read_ir(address, read_count)) in (None, 2)
+    regs = await cq.status()
+    assert regs[icd.IR_ICD_VERSION] == 1
+    assert regs[icd.IR_FREE_SLOTS] == sum(s.job is None for s in twin.slots)
+    for slot in twin.slots:  # the command register never keeps a value
+        assert slot.holding_registers()[icd.HR_COMMAND] == 0
