@@ -56,6 +56,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -570,7 +571,10 @@ class ShuttleTwin:
             if self._cache.get(key) == value and type(self._cache.get(key)) is type(value):
                 continue
             self._cache[key] = value
-            dv = ua.DataValue(ua.Variant(value, self._vtypes[key]))
+            stamp = datetime.now(UTC)
+            dv = ua.DataValue(
+                ua.Variant(value, self._vtypes[key]), SourceTimestamp=stamp, ServerTimestamp=stamp
+            )
             await server.write_attribute_value(self._nodes[key], dv)
 
     # ----------------------------------------------------------- model setters (emit)

@@ -278,3 +278,28 @@ async def test_trusted_client_connects_untrusted_is_refused(
     with pytest.raises(Exception):  # noqa: B017 - no None endpoint on a secure shuttle
         async with asyncio.timeout(HANG), Client(secure_twin.url, timeout=5) as plain:
             await plain.nodes.objects.read_browse_name()
+
+
+async def test_both_offers_none_and_the_two_secure_policies(tmp_path: Path) -> None:
+    twin = ShuttleTwin(World(2), Clock(3600), security="both", cert_dir=tmp_path / "pki")
+    await twin.start()
+    try:
+        async with Client(twin.url, timeout=10) as client:
+            endpoints = await client.get_endpoints()
+        offered = {(e.SecurityPolicyUri.rsplit("#", 1)[-1], e.SecurityMode) for e in endpoints}
+        assert offered == {
+            ("None", ua.MessageSecurityMode.None_),
+            ("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt),
+            ("Aes256_Sha256_RsaPss", ua.MessageSecurityMode.SignAndEncrypt),
+        }
+        assert all(e.EndpointUrl == twin.url for e in endpoints)  # the bound port, not 0
+        cert = twin.server_certificate_path.read_bytes()
+    finally:
+        await twin.stop()
+    # the certificate made on the first start is reused by the next one
+    again = ShuttleTwin(World(2), Clock(3600), security="secure", cert_dir=tmp_path / "pki")
+    await again.start()
+    try:
+        assert again.server_certificate_path.read_bytes() == cert
+    finally:
+        await again.stop()
