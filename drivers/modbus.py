@@ -259,11 +259,12 @@ class ModbusAnalyzer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._closing = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+        task, self._supervisor = self._supervisor, None
+        # Cancel until it ends: Python 3.11's wait_for (inside pymodbus) can swallow a
+        # cancellation that races with an answer arriving.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
         self._connected = False
         await self._close_client()
         for sub in list(self._subscribers):
@@ -594,25 +595,30 @@ class ModbusAnalyzer:
         self._heartbeat_seen = (-1, time.monotonic())
         try:
             await self._poll_once("connect")
-            status = self._snapshot.status
-            assert status is not None
-            if status.version != icd.ICD_VERSION:
-                error = NotSupported(
-                    self.name, "connect", f"analyzer speaks ICD {status.version}, not 1"
-                )
-                self._drop(error.detail)
-                raise error
         except CommunicationLost as exc:
             raise _Lost(exc) from None
+        except InstrumentError as exc:  # an exception answer to a read of the ICD map
+            self._drop(f"full read refused: {exc.detail}")
+            raise _Lost(CommunicationLost(self.name, "connect", self._lost_reason)) from None
+        status = self._snapshot.status
+        assert status is not None
+        if status.version != icd.ICD_VERSION:
+            error = NotSupported(
+                self.name, "connect", f"analyzer speaks ICD {status.version}, not 1"
+            )
+            self._drop(error.detail)
+            raise error
 
     def _track_heartbeat(self, beat: int) -> None:
-        now = time.monotonic()
-        last, since = self._heartbeat_seen
-        if beat != last:
-            self._heartbeat_seen = (beat, now)
-        elif now - since > self.settings.heartbeat_timeout:
-            self._drop(f"heartbeat stuck at {beat} for {now - since:.1f} s")
-            raise CommunicationLost(self.name, "poll", self._lost_reason)
+        if beat != self._heartbeat_seen[0]:
+            self._heartbeat_seen = (beat, time.monotonic())
+
+    def _check_heartbeat(self) -> None:
+        """Lost when the heartbeat has not moved (or could not be read) for too long."""
+        beat, since = self._heartbeat_seen
+        stuck = time.monotonic() - since
+        if stuck > self.settings.heartbeat_timeout:
+            self._drop(f"heartbeat stuck at {beat} for {stuck:.1f} s")
 
     async def _poll_once(self, op: str = "poll") -> None:
         """Read status and every slot; emit what changed since the last snapshot."""
@@ -647,16 +653,18 @@ class ModbusAnalyzer:
     async def _supervise(self) -> None:
         """Poll while connected; on loss report once, reconnect with backoff + jitter."""
         delay = self.settings.backoff_initial
-        while True:
+        while not self._closing:
             if self._connected:
                 try:
                     await self._poll_once()
-                except InstrumentError as exc:
-                    if self._connected and not isinstance(exc, CommunicationLost):
-                        # an exception answer to a read of the ICD map: not our wire
-                        self._drop(f"status poll refused: {exc.detail}")
+                except InstrumentError:
+                    # CommunicationLost has dropped the connection already; an exception
+                    # answer skips this round (the heartbeat check below bounds that)
+                    pass
                 except Exception as exc:  # a bug must not end supervision silently
                     self._drop(f"poll failed: {type(exc).__name__}: {exc}")
+                if self._connected:
+                    self._check_heartbeat()
                 if self._connected:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.settings.poll_interval):
@@ -664,7 +672,7 @@ class ModbusAnalyzer:
                     continue
             # lost
             self._emit(ConnectionLost(source=self.name, reason=self._lost_reason))
-            while True:
+            while not self._closing:
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.settings.backoff_max)
                 try:
@@ -677,6 +685,8 @@ class ModbusAnalyzer:
                 except NotSupported:
                     continue
                 break
+            if self._closing:
+                return
             delay = self.settings.backoff_initial
             self._emit(ConnectionRestored(source=self.name))
 
