@@ -1,0 +1,214 @@
+"""hypothesis: whatever the text, the loader answers with a recipe or diagnostics, never
+another exception; valid recipes survive dump and load with the same hash."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from daemon.recipe import dump_recipe, load_recipe_text
+from drivers.icd import PROGRAMS, ParamKind, ParamSpec
+from tests.recipes.conftest import LIBRARY
+
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LIBRARY_DATA = [yaml.safe_load(p.read_text()) for p in LIBRARY]
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["op", "next", "steps", "${moi}", "${", "1h", "expansion", "viability"]),
+)
+keys = st.one_of(
+    st.text(max_size=10),
+    st.sampled_from(
+        [
+            "recipe",
+            "version",
+            "start",
+            "steps",
+            "parameters",
+            "op",
+            "sample",
+            "next",
+            "when",
+            "goto",
+            "params",
+            "bind",
+            "panel",
+            "max_visits",
+            "decide",
+            "wait",
+            "await",
+            "fail",
+        ]
+    ),
+)
+trees = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(keys, children, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+def check_answer(text: str) -> None:
+    recipe, diagnostics = load_recipe_text(text, "gen.yaml")
+    if recipe is None:
+        assert diagnostics, "no recipe and no reason"
+    else:
+        assert diagnostics == []
+    for d in diagnostics:
+        assert "internal error" not in d.message, d.format()
+        assert d.line >= 1 and d.column >= 1
+
+
+@SETTINGS
+@given(st.text(max_size=300))
+def test_random_text_gives_a_recipe_or_diagnostics(text: str) -> None:
+    check_answer(text)
+
+
+@SETTINGS
+@given(trees)
+def test_random_yaml_gives_a_recipe_or_diagnostics(tree: Any) -> None:
+    check_answer(yaml.safe_dump(tree, allow_unicode=True))
+
+
+def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _get(node: Any, path: tuple) -> Any:
+    for p in path:
+        node = node[p]
+    return node
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> Any:
+    data = copy.deepcopy(draw(st.sampled_from(LIBRARY_DATA)))
+    for _ in range(draw(st.integers(1, 4))):
+        paths = [p for p in _paths(data) if p]
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        parent, last = _get(data, path[:-1]), path[-1]
+        action = draw(st.sampled_from(["delete", "replace", "rename", "add"]))
+        if action == "delete":
+            del parent[last]
+        elif action == "replace":
+            parent[last] = draw(trees)
+        elif action == "rename" and isinstance(parent, dict):
+            parent[draw(keys)] = parent.pop(last)
+        elif action == "add" and isinstance(parent, dict):
+            parent[draw(keys)] = draw(trees)
+    return data
+
+
+@SETTINGS
+@given(mutated())
+def test_mutated_library_recipes_give_a_recipe_or_diagnostics(data: Any) -> None:
+    check_answer(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+
+
+@SETTINGS
+@given(st.sampled_from(LIBRARY), st.data())
+def test_text_edits_of_library_recipes_give_a_recipe_or_diagnostics(path, data) -> None:
+    text = path.read_text()
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(text)))
+        if data.draw(st.booleans()) and at < len(text):
+            text = text[:at] + text[at + data.draw(st.integers(1, 8)) :]
+        else:
+            text = (
+                text[:at]
+                + data.draw(st.sampled_from([" ", "\n", ":", "-", "x", "'", "{"]))
+                + text[at:]
+            )
+    check_answer(text)
+
+
+# ---------------------------------------------------------------- generated valid recipes
+def _value(draw: st.DrawFn, spec: ParamSpec) -> Any:
+    if spec.kind is ParamKind.ENUM:
+        return draw(st.sampled_from(spec.choices))
+    if spec.kind in (ParamKind.STR, ParamKind.SAMPLE_ID):
+        return draw(st.from_regex(r"[A-Za-z0-9._-]{1,12}", fullmatch=True))
+    lo, hi = float(spec.minimum), float(spec.maximum)
+    if spec.kind is ParamKind.INT:
+        return draw(st.integers(int(lo), int(hi)))
+    return draw(st.floats(lo, hi, allow_nan=False))
+
+
+@st.composite
+def valid_recipes(draw: st.DrawFn) -> dict[str, Any]:
+    programs = [p for p in PROGRAMS if p != "sample"]
+    n = draw(st.integers(1, 6))
+    steps: dict[str, Any] = {}
+    names = [f"s{i}" for i in range(n)]
+    for i, name in enumerate(names):
+        nxt = names[i + 1] if i + 1 < n else "done"
+        kind = draw(st.sampled_from(["op", "wait", "confirm", "sample"]))
+        if kind == "op":
+            program = PROGRAMS[draw(st.sampled_from(programs))]
+            step = {"op": program.name, "params": {p.name: _value(draw, p) for p in program.params}}
+        elif kind == "wait":
+            step = {"wait": f"{draw(st.integers(1, 90))}{draw(st.sampled_from('smhd'))}"}
+        elif kind == "confirm":
+            prompt = st.text(st.characters(categories=["L", "N", "P"]), min_size=1, max_size=20)
+            step = {
+                "confirm": draw(prompt),
+                "role": draw(st.sampled_from(["operator", "supervisor", "qa"])),
+            }
+        else:
+            step = {
+                "sample": {"volume_ml": draw(st.floats(0.05, 5.0)), "panel": ["viability"]},
+                "bind": {f"v{i}": "viability_pct"},
+            }
+        if kind == "sample" and draw(st.booleans()):
+            step["max_visits"] = draw(st.integers(1, 5))
+            step["next"] = [
+                {"when": f"v{i} < {draw(st.floats(0, 100, allow_nan=False))!r}", "goto": names[0]},
+                {"goto": nxt},
+            ]
+            # a loop back to the start needs max_visits: it is on this step
+        else:
+            step["next"] = nxt
+        steps[name] = step
+    steps["done"] = {"complete": "ok"}
+    order = draw(st.permutations(list(steps)))
+    return {
+        "recipe": "gen",
+        "version": draw(st.sampled_from(["1", "1.0", "2024-01"])),
+        "start": names[0],
+        "steps": {k: steps[k] for k in order},
+    }
+
+
+@SETTINGS
+@given(valid_recipes(), st.booleans(), st.booleans())
+def test_generated_recipes_validate_and_round_trip(data, flow: bool, sort: bool) -> None:
+    text = yaml.safe_dump(data, sort_keys=sort, default_flow_style=flow, allow_unicode=True)
+    recipe, diagnostics = load_recipe_text(text, "gen.yaml")
+    assume(not any("is not a valid" in d.message for d in diagnostics))
+    assert recipe is not None, [d.format() for d in diagnostics]
+    again, diags = load_recipe_text(dump_recipe(recipe), "again.yaml")
+    assert again is not None, [d.format() for d in diags]
+    assert again.hash == recipe.hash
+    other = yaml.safe_dump(data, sort_keys=not sort, default_flow_style=not flow)
+    assert load_recipe_text(other, "other.yaml")[0].hash == recipe.hash
