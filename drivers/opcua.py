@@ -83,6 +83,7 @@ from drivers.base import (
     Event,
     FaultChanged,
     InstrumentError,
+    InstrumentTimeout,
     InvalidArgument,
     OutputPortChanged,
     ProcessValuesChanged,
@@ -127,6 +128,7 @@ UNIT_METHODS: Final = (
 TRANSPORT_VARS: Final = (BN.STATE, BN.TASK_ID, BN.FAULT_CODE, BN.FAULT_TEXT)
 _MERGEABLE: Final = frozenset({BN.PROGRESS, BN.REMAINING_SECONDS})
 PV_PREFIX: Final = "pv:"
+_SEQUENCED: Final = frozenset({BN.STATE, BN.TASK_ID, BN.PROGRAM})
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +225,10 @@ def _ts(dv: ua.DataValue) -> datetime | None:
 def _value(dv: ua.DataValue) -> Any:
     v = dv.Value
     return None if v is None else v.Value
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _s(v: Any) -> ua.Variant:
@@ -359,6 +365,9 @@ class OpcUaShuttle:
         self._state = "closed"
         self._gate_open = False  # notifications emit events only when open
         self._last_seq: int | None = None
+        self._initial: set[int] = set()  # handles whose first value arrived (resync)
+        self._barrier: dict[Key, set[Any]] | None = None  # values seen since the Read began
+        self._progress_event = asyncio.Event()
         self._streams: list[EventStream] = []
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -511,6 +520,7 @@ class OpcUaShuttle:
         client, self._client = self._client, None
         self._sub = None
         self._items = {}
+        self._initial = set()
         self._last_seq = None
         if client is None:
             return
@@ -688,7 +698,9 @@ class OpcUaShuttle:
             PublishingEnabled=True,
             Priority=0,
         )
-        sub = _Subscription(client.uaclient.session, params, lambda m: self._on_publish(m, gen))
+        sub = _Subscription(
+            client.uaclient.session, params, lambda m: self._on_publish_safe(m, gen)
+        )
         await sub.init()
         self._sub = sub
         planned = self._plan_items(space)
@@ -719,7 +731,15 @@ class OpcUaShuttle:
                 )
 
     async def _read_snapshot(self, client: Client, space: _Space) -> None:
-        """One Read of every followed variable and the capabilities; applied to the cache."""
+        """Full state: initial values of every item, then one Read used as a barrier.
+
+        The cache is only ever written by the ordered notification stream, so it never
+        goes back in time. The Read proves the stream is complete: every followed
+        variable whose Read value the stream has not shown yet is waited for (each
+        change of a non-mergeable variable is reported, so it will come).
+        """
+        s = self.settings
+        await self._wait_for(lambda: len(self._initial) >= len(self._items), "initial values")
         items = list(self._items.values())
         caps = [u.capabilities_node for u in space.units.values()]
         params = ua.ReadParameters(
@@ -729,15 +749,46 @@ class OpcUaShuttle:
                 for n in [*(i.node for i in items), *caps]
             ],
         )
-        dvs = await client.uaclient.read(params)
-        for item, dv in zip(items, dvs[: len(items)], strict=True):
-            if dv.StatusCode is not None and not dv.StatusCode.is_good():
-                raise InstrumentError(
-                    self.name, "read state", f"{'/'.join(item.key)}: {dv.StatusCode.name}"
+        self._barrier = {}
+        try:
+            dvs = await client.uaclient.read(params)
+            pending: dict[Key, Any] = {}
+            for item, dv in zip(items, dvs[: len(items)], strict=True):
+                if dv.StatusCode is not None and not dv.StatusCode.is_good():
+                    raise InstrumentError(
+                        self.name, "read state", f"{'/'.join(item.key)}: {dv.StatusCode.name}"
+                    )
+                if item.kind is _Kind.PV or item.key[1] in _MERGEABLE:
+                    continue
+                value = _hashable(_value(dv))
+                if self._values.get(item.key, _MISSING) != value and value not in self._barrier.get(
+                    item.key, ()
+                ):
+                    pending[item.key] = value
+            if pending:
+                log.info("%s: waiting for %d in-flight changes", self.name, len(pending))
+                await self._wait_for(
+                    lambda: all(v in self._barrier.get(k, ()) for k, v in pending.items()),  # type: ignore[union-attr]
+                    "the changes the Read showed",
+                    limit=max(2.0, 20 * s.publishing_interval_ms / 1000),
                 )
-            self._apply(item.key, _value(dv), _ts(dv))
+        finally:
+            self._barrier = None
         for unit, dv in zip(space.units.values(), dvs[len(items) :], strict=True):
             unit.capabilities = tuple(_value(dv) or ())
+
+    async def _wait_for(
+        self, condition: Callable[[], bool], what: str, limit: float | None = None
+    ) -> None:
+        """Wait (publish by publish) until ``condition``; InstrumentTimeout after ``limit``."""
+        deadline = time.monotonic() + (limit or self.settings.connect_timeout)
+        while not condition():
+            if time.monotonic() > deadline:
+                raise InstrumentTimeout(self.name, "connect", f"no notification of {what}")
+            self._progress_event.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await self._progress_event.wait()
 
     # ------------------------------------------------------------------ notifications
     def _apply(self, key: Key, value: Any, stamp: datetime | None) -> bool:
@@ -747,12 +798,20 @@ class OpcUaShuttle:
             if last is not None and stamp < last:
                 return False
             self._stamps[key] = stamp
-        if isinstance(value, list):
-            value = tuple(value)
+        value = _hashable(value)
+        if self._barrier is not None:
+            self._barrier.setdefault(key, set()).add(value)
         if key in self._values and self._values[key] == value:
             return False
         self._values[key] = value
         return True
+
+    def _on_publish_safe(self, msg: ua.NotificationMessage, gen: int) -> None:
+        try:
+            self._on_publish(msg, gen)
+        except Exception as exc:  # a bug or a malformed notification: resync, never go stale
+            log.exception("%s: notification handling failed", self.name)
+            self._mark_lost(f"notification handling failed: {exc!r}", gen)
 
     def _on_publish(self, msg: ua.NotificationMessage, gen: int) -> None:
         if gen != self._gen:
@@ -775,15 +834,13 @@ class OpcUaShuttle:
     def _on_datachange(self, monitored: list[ua.MonitoredItemNotification], gen: int) -> None:
         items = self._items
         self.notifications += len(monitored)
-        if len(monitored) > 1:
-            # One publish groups notifications per item; order across items by timestamp
-            # (stable, so each item's own order is kept) to pair State with its TaskId.
-            try:
-                monitored = sorted(monitored, key=lambda n: _ts(n.Value) or datetime.min)
-            except TypeError:  # mixed naive/aware timestamps: keep the server's order
-                pass
         emit = self._gate_open
         merged: dict[tuple[str, _Kind], None] = {}
+        # State/TaskId/Program per location, in the order of each item (see _replay_states)
+        runs: dict[str, dict[str, list[Any]]] = {}
+        if not emit:
+            self._initial.update(n.ClientHandle for n in monitored)
+            self._progress_event.set()
         for n in monitored:
             item = items.get(n.ClientHandle)
             if item is None:
@@ -794,9 +851,12 @@ class OpcUaShuttle:
                 if not (item.kind is _Kind.PV or item.key[1] in _MERGEABLE):
                     self._mark_lost(f"server queue overflow on {'/'.join(item.key)}", gen)
                     return
+            loc, var = item.key
+            if var in _SEQUENCED and item.kind in (_Kind.UNIT, _Kind.TRANSPORT):
+                runs.setdefault(loc, {}).setdefault(var, []).append(_value(dv))
+                continue
             if not self._apply(item.key, _value(dv), _ts(dv)) or not emit:
                 continue
-            loc, var = item.key
             if item.kind is _Kind.PV:
                 merged[(loc, _Kind.PV)] = None
             elif item.kind is _Kind.UNIT:
@@ -810,8 +870,64 @@ class OpcUaShuttle:
                 event = self._other_event(item.kind, var)
                 if event is not None:
                     self._emit(event)
+        for loc, by_var in runs.items():
+            self._replay_states(loc, by_var, emit)
         for loc, kind in merged:
             self._emit(self._progress(loc) if kind is _Kind.UNIT else self._pvs(loc))
+
+    def _replay_states(self, loc: str, by_var: dict[str, list[Any]], emit: bool) -> None:
+        """Interleave one publish's State, TaskId and Program changes of one location.
+
+        A publish lists each monitored item's changes in order, but items one after the
+        other, and the ICD gives no timestamps to interleave them. The ICD does say when
+        a TaskId (and Program) changes: only when a StartProgram (a Move) starts, i.e.
+        with a State transition Idle|Complete -> Running (Idle -> Moving). So the k-th
+        last TaskId change is placed at the k-th last such transition of this publish;
+        every State change is then emitted with the TaskId it belongs to.
+        """
+        transport = loc == icd.TRANSPORT
+        states = by_var.get(BN.STATE, [])
+        start_to = icd.TransportState.MOVING if transport else icd.UnitState.RUNNING
+        start_from = (
+            {icd.TransportState.IDLE} if transport else {icd.UnitState.IDLE, icd.UnitState.COMPLETE}
+        )
+        prev = self._values.get((loc, BN.STATE))
+        starts: list[int] = []
+        for i, st in enumerate(states):
+            if st == start_to and prev in start_from:
+                starts.append(i)
+            prev = st
+        at: dict[int, list[tuple[str, Any]]] = {}
+        for var in (BN.TASK_ID, BN.PROGRAM):
+            changes = by_var.get(var, [])
+            k = len(changes)
+            if k == 0:
+                continue
+            idx = starts[-k:] if k <= len(starts) else [0] * (k - len(starts)) + starts
+            for value, i in zip(changes, idx, strict=True):
+                at.setdefault(i, []).append((var, value))
+        if not states:
+            for var in (BN.TASK_ID, BN.PROGRAM):
+                for value in by_var.get(var, []):
+                    if self._apply((loc, var), value, None) and emit and var == BN.TASK_ID:
+                        self._emit_state(loc)
+            return
+        for i, st in enumerate(states):
+            changed = False
+            for var, value in at.get(i, ()):
+                changed |= self._apply((loc, var), value, None) and var == BN.TASK_ID
+            changed |= self._apply((loc, BN.STATE), st, None)
+            if changed and emit:
+                self._emit_state(loc)
+
+    def _emit_state(self, loc: str) -> None:
+        event = (
+            self._other_event(_Kind.TRANSPORT, BN.STATE)
+            if loc == icd.TRANSPORT
+            else self._unit_event(loc, BN.STATE)
+        )
+        if event is not None:
+            self._emit(event)
 
     def _unit_event(self, unit: str, var: str) -> Event | None:
         v = self._values
