@@ -45,7 +45,16 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from daemon.diagnostics import Diagnostic, PathPart, format_all, format_path
-from daemon.recipe_guards import BOOL, DOUBLE, INT, STRING, Guard, compile_guard, list_type
+from daemon.recipe_guards import (
+    BOOL,
+    DOUBLE,
+    INT,
+    STRING,
+    Guard,
+    GuardError,
+    compile_guard,
+    list_type,
+)
 from daemon.recipe_models import (
     DURATION_PATTERN,
     IDENT_PATTERN,
@@ -54,6 +63,7 @@ from daemon.recipe_models import (
     STEP_MODELS,
     AwaitStep,
     CompleteStep,
+    ConfirmStep,
     DecideStep,
     FailStep,
     OpStep,
@@ -75,11 +85,21 @@ from drivers.icd import ASSAY_NAMES, PROGRAMS, Assay, ParamKind, ParamSpec, is_i
 
 __all__ = [
     "SAMPLE_RESULTS",
+    "AwaitStep",
+    "CompleteStep",
+    "ConfirmStep",
+    "DecideStep",
     "Diagnostic",
+    "FailStep",
+    "Guard",
+    "GuardError",
+    "OpStep",
     "ParameterError",
     "Recipe",
     "RecipeError",
+    "SampleStep",
     "Variable",
+    "WaitStep",
     "dump_recipe",
     "duration_seconds",
     "load_recipe",
@@ -989,6 +1009,7 @@ class _Loader:
                     "give it a path to a 'complete' or 'fail' step",
                     key=True,
                 )
+        self.check_bound_before_use(start, steps, reached)
         unbounded = {n: [t for t in ts if not _bounded(steps[t])] for n, ts in edges.items()}
         unbounded = {n: ts for n, ts in unbounded.items() if not _bounded(steps[n])}
         order = list(steps)
@@ -1004,6 +1025,55 @@ class _Loader:
                 "so a batch cannot cycle forever",
                 key=True,
             )
+
+    def check_bound_before_use(self, start: str, steps: dict[str, Any], reached: set[str]) -> None:
+        """Every variable a guard reads has a value on every path to it (a must-analysis:
+        a step's results exist after it ends normally; those of a 'wait: false' sample
+        only after its await; a fault edge carries only what was bound before the step)."""
+
+        def after(name: str, bound: frozenset[str]) -> frozenset[str]:
+            step = steps[name]
+            if isinstance(step, OpStep) or (isinstance(step, SampleStep) and step.wait):
+                return bound | frozenset(step.bind)
+            if isinstance(step, AwaitStep) and isinstance(steps.get(step.await_), SampleStep):
+                return bound | frozenset(steps[step.await_].bind)
+            return bound
+
+        everything = frozenset(self.variables)
+        entry: dict[str, frozenset[str]] = {n: everything for n in reached}
+        entry[start] = frozenset()
+        order = [n for n in steps if n in reached]
+        changed = True
+        while changed:
+            changed = False
+            for n in order:
+                out = after(n, entry[n])
+                flows = [(t, out) for _w, t in _branches_of(steps[n])]
+                on_fault = getattr(steps[n], "on_fault", "hold")
+                if on_fault != "hold":
+                    flows.append((on_fault, entry[n]))
+                for target, bound in flows:
+                    if target in entry and not entry[target] <= bound:
+                        entry[target] = entry[target] & bound
+                        changed = True
+        for (name, i), guard in self.guards.items():
+            if name not in entry:
+                continue
+            available = after(name, entry[name])
+            for var in sorted(guard.names & everything - available):
+                v = self.variables[var]
+                key = "decide" if isinstance(steps[name], DecideStep) else "next"
+                path = ("steps", name, key, i, "when")
+                late = [s for s in v.steps if isinstance(steps.get(s), SampleStep)]
+                late = [s for s in late if not steps[s].wait]
+                hint = f"'{var}' is bound by step {', '.join(v.steps)}; run one on every path here"
+                if late:
+                    hint += f" (results of '{late[0]}' arrive at its await step)"
+                self.error(
+                    path,
+                    f"in guard '{guard.text}': '{var}' may have no value yet after step '{name}'",
+                    hint,
+                )
 
     def build(self, doc: RecipeDoc) -> Recipe:
         return Recipe(
@@ -1100,6 +1170,8 @@ _TYPE_WORDS: Final = {
 def _type_hint(kind: str, value: Any) -> str:
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         return f"quote it to make it text: '{value}'"
+    if kind == "string_type" and isinstance(value, bool):
+        return "YAML reads yes, no, on, off, true and false as true/false: quote the text"
     if kind == "list_type":
         return "write a list as [a, b] or as lines starting with '- '"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
