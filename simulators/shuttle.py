@@ -72,7 +72,7 @@ from drivers.icd import BrowseName as BN
 from drivers.icd import ResultStatus, TransportState, UnitState
 from simulators.certs import ensure_certificate
 from simulators.clock import Clock
-from simulators.world import IN_TRANSPORT, REMOVED, World
+from simulators.world import IN_TRANSPORT, PROCESS_VALUE_NAMES, REMOVED, World
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +93,6 @@ _CAPABILITIES_BY_PREFIX: Final[dict[str, tuple[str, ...]]] = {
     "FIN": DEFAULT_CAPABILITIES["FIN1"],
 }
 
-PROCESS_VALUE_NAMES: Final = (
-    "Temperature_C",
-    "pH",
-    "DO_pct",
-    "ViableCells",
-    "Viability_pct",
-    "Volume_mL",
-)
 TICK_SECONDS: Final = 0.05
 MAX_PARAMETERS_CHARS: Final = 16_384
 MAX_FAULT_TEXT_CHARS: Final = 256

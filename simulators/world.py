@@ -62,6 +62,16 @@ START_VOLUME_ML: Final = 100.0  # starting material (apheresis product) in a fre
 MAX_VOLUME_ML: Final = 1000.0  # working volume of a cartridge's culture chamber
 MAX_DENSITY: Final = 3.0e7  # viable cells per mL at which expansion stops (logistic)
 
+# Names of the live ProcessValues (World.process_values keys; the shuttle's variables).
+PROCESS_VALUE_NAMES: Final = (
+    "Temperature_C",
+    "pH",
+    "DO_pct",
+    "ViableCells",
+    "Viability_pct",
+    "Volume_mL",
+)
+
 # Volume an assay consumes from a sample, mL (a full panel takes 0.94 mL).
 ASSAY_VOLUME_ML: Final[dict[icd.Assay, float]] = {
     icd.Assay.CELL_COUNT: 0.02,

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from drivers import icd
 from simulators.world import (
     ASSAY_VOLUME_ML,
+    PROCESS_VALUE_NAMES,
     InsufficientVolume,
     UnknownSample,
     World,
@@ -249,7 +250,7 @@ def test_process_values_preview_converges_to_the_result() -> None:
     ]
     assert series == sorted(series)
     pv = world.process_values("C1", "expansion", params, 0.5)
-    assert {"Temperature_C", "pH", "DO_pct", "ViableCells"} <= set(pv)
+    assert set(pv) == set(PROCESS_VALUE_NAMES)
     assert pv["Temperature_C"] == pytest.approx(36.5, abs=0.5)
     assert world.cartridges["C1"].viable_cells == 1e7  # a preview changes nothing
     out = world.run_program("C1", "expansion", params)
