@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from shuttle_support import Rig, TwinControls
+from shuttle_support import FAST, Rig, TwinControls
 
-from drivers.opcua import OpcUaSettings, OpcUaShuttle
+from drivers.opcua import OpcUaShuttle
 from drivers.opcua_security import SecurityConfig
 from simulators.clock import Clock
 from simulators.faults import FaultProxy
@@ -71,15 +71,6 @@ def target() -> Iterator[Target]:
     loop.run(proxy.stop())
     loop.run(twin.stop())
     loop.close()
-
-
-FAST = OpcUaSettings(
-    request_timeout=2.0,
-    connect_timeout=10.0,
-    watchdog_interval=0.3,
-    backoff_initial=0.05,
-    backoff_max=0.5,
-)
 
 
 @pytest.fixture

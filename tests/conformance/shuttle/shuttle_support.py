@@ -19,9 +19,16 @@ from asyncua import Client, ua
 from drivers import icd
 from drivers.base import Event, InvalidState
 from drivers.icd import BrowseName as BN
-from drivers.opcua import OpcUaShuttle
+from drivers.opcua import OpcUaSettings, OpcUaShuttle
 from drivers.opcua_security import SecurityConfig, apply_security
 
+FAST = OpcUaSettings(
+    request_timeout=2.0,
+    connect_timeout=10.0,
+    watchdog_interval=0.3,
+    backoff_initial=0.05,
+    backoff_max=0.5,
+)
 HANG = 20.0  # hang guard of every wait, wall seconds
 LONG = ("expansion", {"temperature_c": 37.0, "duration_h": 336, "feed": "perfusion"})
 SHORT = ("sample", {"volume_ml": 0.05, "sample_id": "S1"})

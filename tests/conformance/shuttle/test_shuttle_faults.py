@@ -1,0 +1,141 @@
+"""Wire faults between the driver and the shuttle (FaultProxy): typed errors or a
+lost/restored pair, recovery without help, and never a program started twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from shuttle_support import FAST, LONG, Rig, TwinControls, next_event, task
+
+from drivers import icd
+from drivers.base import CommunicationLost, ConnectionLost, ConnectionRestored
+from drivers.opcua import OpcUaShuttle
+
+
+@pytest.fixture
+async def proxied(target: Any) -> AsyncIterator[OpcUaShuttle]:
+    if target.proxy is None:
+        pytest.skip("fault injection needs the FaultProxy in front of a twin (not on HIL)")
+    await target.proxy.clear()
+    async with OpcUaShuttle("shuttle", target.proxy_url, target.security, FAST) as drv:
+        yield drv
+    await target.proxy.clear()
+
+
+@pytest.fixture
+async def frig(proxied: OpcUaShuttle, controls: TwinControls) -> Rig:
+    return Rig(proxied, controls)
+
+
+async def _lost_then_restored(stream: object) -> None:
+    await next_event(stream, lambda e: isinstance(e, ConnectionLost))
+    await next_event(stream, lambda e: isinstance(e, ConnectionRestored))
+
+
+async def _start_once(rig: Rig, target: Any, unit: str) -> tuple[str, str, str]:
+    cid = await rig.load(unit)
+    tid = task("F")
+    run = await rig.drv.start(unit, *LONG, tid, cid)
+    assert target.twin is not None and target.twin.started_programs[tid] == 1
+    return cid, tid, run
+
+
+async def _resend_after_recovery(rig: Rig, target: Any, unit: str, cid: str, tid: str) -> None:
+    """What the daemon does after a lost answer: re-send the same TaskId."""
+    run = await rig.drv.start(unit, *LONG, tid, cid)
+    assert run
+    assert target.twin is not None and target.twin.started_programs[tid] == 1
+    assert (await rig.drv.result(tid)).status is icd.ResultStatus.RUNNING
+    await rig.drv.abort(unit, tid)
+
+
+async def test_dropped_connections_give_lost_then_restored(frig: Rig, target: Any) -> None:
+    assert target.proxy is not None
+    stream = frig.drv.events()
+    cid, tid, _ = await _start_once(frig, target, "INC09")
+    await target.proxy.drop_connections()
+    await _lost_then_restored(stream)
+    status = await frig.drv.unit_status("INC09")
+    assert status.task_id == tid and status.state == "Running"
+    await _resend_after_recovery(frig, target, "INC09", cid, tid)
+
+
+async def test_stall_times_out_or_is_lost_and_recovers(frig: Rig, target: Any) -> None:
+    assert target.proxy is not None
+    stream = frig.drv.events()
+    cid = await frig.load("INC10")
+    tid = task("F")
+    await target.proxy.stall(3.0)
+    with pytest.raises(CommunicationLost):  # InstrumentTimeout is one: outcome unknown
+        await frig.drv.start("INC10", *LONG, tid, cid)
+    await _lost_then_restored(stream)
+    await target.proxy.clear()
+    await _resend_after_recovery(frig, target, "INC10", cid, tid)
+
+
+async def test_refused_reconnects_fail_fast_then_recover(frig: Rig, target: Any) -> None:
+    assert target.proxy is not None
+    stream = frig.drv.events()
+    cid, tid, _ = await _start_once(frig, target, "INC11")
+    await target.proxy.refuse(True)
+    await target.proxy.drop_connections()
+    await next_event(stream, lambda e: isinstance(e, ConnectionLost))
+    with pytest.raises(CommunicationLost, match="not connected"):
+        await frig.drv.start("INC11", *LONG, tid, cid)
+    assert frig.drv.state == "lost"
+    await target.proxy.refuse(False)
+    await next_event(stream, lambda e: isinstance(e, ConnectionRestored))
+    await _resend_after_recovery(frig, target, "INC11", cid, tid)
+
+
+async def test_garbage_on_the_wire_is_a_loss_not_a_crash(frig: Rig, target: Any) -> None:
+    assert target.proxy is not None
+    stream = frig.drv.events()
+    cid, tid, _ = await _start_once(frig, target, "INC12")
+    await target.proxy.garbage(64)
+    try:  # the next answer is garbage: a typed error, or nothing if a publish took it
+        await frig.drv.unit_status("INC12")
+    except CommunicationLost:
+        pass
+    await _lost_then_restored(stream)
+    await target.proxy.clear()
+    await _resend_after_recovery(frig, target, "INC12", cid, tid)
+
+
+async def test_slow_answers_still_work(frig: Rig, target: Any) -> None:
+    assert target.proxy is not None
+    cid = await frig.load("INC13")
+    await target.proxy.slow(0.01)
+    tid = task("F")
+    run = await frig.drv.start("INC13", *LONG, tid, cid)
+    assert run and target.twin is not None and target.twin.started_programs[tid] == 1
+    await target.proxy.clear()
+    await frig.drv.abort("INC13", tid)
+    assert frig.drv.state == "connected"
+
+
+async def test_no_stale_event_after_restore(frig: Rig, target: Any) -> None:
+    """A change made while the driver is cut off shows up once, before Restored ends it."""
+    assert target.proxy is not None
+    cid, tid, _ = await _start_once(frig, target, "INC14")
+    stream = frig.drv.events()
+    await target.proxy.refuse(True)
+    await target.proxy.drop_connections()
+    await next_event(stream, lambda e: isinstance(e, ConnectionLost))
+    # the world moves on while we are blind (through the controls' own connection)
+    await frig.ctl.inject_fault("INC14", 7, "while lost")
+    await target.proxy.refuse(False)
+    seen = []
+    async with asyncio.timeout(20):
+        async for ev in stream:
+            seen.append(ev)
+            if isinstance(ev, ConnectionRestored):
+                break
+    states = [e.state for e in seen if getattr(e, "unit", None) == "INC14" and hasattr(e, "state")]
+    assert states == ["Faulted"]  # the current state, once, not a replay of the old one
+    assert frig.drv.cached_status("INC14").fault_code == 7
+    await frig.drv.clear("INC14")
+    del cid, tid
