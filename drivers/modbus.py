@@ -655,6 +655,11 @@ class ModbusAnalyzer:
         delay = self.settings.backoff_initial
         while not self._closing:
             if self._connected:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.poll_interval):
+                        await self._wake.wait()
+                if not self._connected or self._closing:
+                    continue
                 try:
                     await self._poll_once()
                 except InstrumentError:
@@ -665,11 +670,7 @@ class ModbusAnalyzer:
                     self._drop(f"poll failed: {type(exc).__name__}: {exc}")
                 if self._connected:
                     self._check_heartbeat()
-                if self._connected:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.settings.poll_interval):
-                            await self._wake.wait()
-                    continue
+                continue
             # lost
             self._emit(ConnectionLost(source=self.name, reason=self._lost_reason))
             while not self._closing:

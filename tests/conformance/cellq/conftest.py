@@ -46,6 +46,13 @@ FAST = ModbusSettings(
     backoff_initial=0.05,
     backoff_max=0.5,
 )
+FAULTY = ModbusSettings(  # for the proxied driver: faults are found quickly
+    timeout=0.5,
+    poll_interval=0.05,
+    heartbeat_timeout=5.0,
+    backoff_initial=0.05,
+    backoff_max=0.3,
+)
 
 
 @dataclass
@@ -161,7 +168,7 @@ async def analyzer(cellq_bench: CellQBench) -> AsyncIterator[ModbusAnalyzer]:
 async def proxied(cellq_bench: CellQBench) -> AsyncIterator[ModbusAnalyzer]:
     """A driver connected through the FaultProxy; every switch is cleared afterwards."""
     await cellq_bench.proxy.clear()
-    async with ModbusAnalyzer("cellq-proxied", cellq_bench.proxy_endpoint, FAST) as driver:
+    async with ModbusAnalyzer("cellq-proxied", cellq_bench.proxy_endpoint, FAULTY) as driver:
         yield driver
     await cellq_bench.proxy.clear()
     if cellq_bench.twin is not None:
