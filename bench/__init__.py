@@ -1,0 +1,1 @@
+"""Benchmarks: ratios against the raw protocol libraries, measured in the same run."""
