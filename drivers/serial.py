@@ -27,11 +27,12 @@ rejected: a read cannot be cancelled, so a timed-out command would leave a reade
 that steals the next command's answer.
 
 Framing and resynchronisation: bytes accumulate until CR LF; each complete line is
-queued. Before a command is sent the queue is emptied (a late answer of a timed-out
-command, or unsolicited garbage, is never taken for the new answer); a partial line
-left over stays in the buffer, so it spoils the next line, which is then reported as
+queued. Nothing is outstanding between commands, so before a command is sent all
+input received since the last answer (queued lines, half a line) is dropped: a late
+answer of a timed-out command or noise is never taken for the new answer. Garbage
+that arrives while a command waits ends up in its answer line, which is reported as
 garbage (CommunicationLost) and dropped up to its CR LF. A line longer than
-``max_line`` is garbage too and input is dropped up to the next CR LF.
+``max_line`` is garbage too, and input is dropped up to the next CR LF.
 
 Limitation (of MT-SICS level 0, which has no request ids): an answer delayed beyond
 the timeout that arrives after the *next* command was sent is taken as that
@@ -201,17 +202,21 @@ class SerialBalance:
                     self._loop.remove_writer(self._fd)
 
     # ------------------------------------------------------------------ one command
-    async def command(self, cmd: str, op: str | None = None) -> str:
-        """Send one MT-SICS command, return its answer line (without CR LF).
+    async def exchange(self, cmd: str, op: str | None = None) -> str:
+        """Send one command line, return the answer line (without CR LF), uninterpreted.
 
-        Raises InstrumentTimeout without an answer, CommunicationLost when the port
-        failed or the answer is not ASCII. The answer itself is not interpreted.
+        InstrumentTimeout without an answer; CommunicationLost when the port failed or
+        the line is not ASCII or too long.
         """
         op = op or cmd
         async with self._lock:
             if self._serial is None:
                 self._open(op)
+            # Nothing is outstanding: whatever arrived since the last answer (a late
+            # answer, noise, half a line) is stale. Drop it, and stop skipping.
             self._drain()
+            self._buf.clear()
+            self._skipping = False
             try:
                 async with asyncio.timeout(self.settings.timeout):
                     await self._write_all(op, cmd.encode("ascii") + icd.BALANCE_EOL)
@@ -229,8 +234,14 @@ class SerialBalance:
         except UnicodeDecodeError:
             raise CommunicationLost(self.name, op, f"garbage: {line[:40]!r}") from None
 
-    def _map(self, op: str, cmd: str, answer: str) -> tuple[str, float | None]:
-        """Common answers: returns (status letter, value) or raises the typed error."""
+    async def command(self, cmd: str, op: str | None = None) -> tuple[str, float | None]:
+        """One command with the answers every command shares mapped to typed errors.
+
+        Returns ``(status, value)``: ``("S"|"D", grams)`` for a weight answer, or
+        ``("A", None)`` for an acknowledgement; raises per the table in the module doc.
+        """
+        op = op or cmd
+        answer = await self.exchange(cmd, op)
         head = answer[:1]
         if answer == "ES":
             raise NotSupported(self.name, op, f"balance does not know {cmd!r} (ES)")
@@ -254,30 +265,27 @@ class SerialBalance:
     # ------------------------------------------------------------------ Balance
     async def stable_weight(self) -> float:
         """``S``: grams once stable; Busy while unstable, InvalidState on over/underload."""
-        answer = await self.command("S", "stable_weight")
-        status, value = self._map("stable_weight", "S", answer)
+        status, value = await self.command("S", "stable_weight")
         if status != "S" or value is None:
-            raise CommunicationLost(self.name, "stable_weight", f"unexpected {answer!r}")
+            raise CommunicationLost(self.name, "stable_weight", f"unexpected {status!r}")
         return value
 
     async def weight_now(self) -> Weight:
         """``SI``: the weight now, stable or dynamic."""
-        answer = await self.command("SI", "weight_now")
-        status, value = self._map("weight_now", "SI", answer)
+        status, value = await self.command("SI", "weight_now")
         if status not in ("S", "D") or value is None:
-            raise CommunicationLost(self.name, "weight_now", f"unexpected {answer!r}")
+            raise CommunicationLost(self.name, "weight_now", f"unexpected {status!r}")
         return Weight(grams=value, stable=status == "S")
 
     async def zero(self) -> None:
-        answer = await self.command("Z", "zero")
-        status, value = self._map("zero", "Z", answer)
+        """``Z``: the present load becomes zero (``Z A``); Busy while unstable."""
+        status, value = await self.command("Z", "zero")
         if status != "A" or value is not None:
-            raise CommunicationLost(self.name, "zero", f"unexpected {answer!r}")
+            raise CommunicationLost(self.name, "zero", f"unexpected {status!r}")
 
     async def tare(self) -> float:
-        """``T``: the tare weight taken, grams."""
-        answer = await self.command("T", "tare")
-        status, value = self._map("tare", "T", answer)
+        """``T``: the present load becomes the tare; returns the tare weight, grams."""
+        status, value = await self.command("T", "tare")
         if status != "S" or value is None:
-            raise CommunicationLost(self.name, "tare", f"unexpected {answer!r}")
+            raise CommunicationLost(self.name, "tare", f"unexpected {status!r}")
         return value
