@@ -24,6 +24,8 @@ from daemon.diagnostics import Diagnostic, PathPart
 Path = tuple[PathPart, ...]
 Pos = tuple[int, int]
 
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
 MAX_DEPTH = 64  # deeper documents are refused, not walked (a recipe is ~6 levels deep)
 
 
@@ -77,6 +79,12 @@ def load_located(text: str, filename: str) -> tuple[Located | None, list[Diagnos
         return None, [Diagnostic(filename, 1, 1, f"YAML error: {exc}")]
     except (ValueError, UnicodeError) as exc:
         return None, [Diagnostic(filename, 1, 1, f"unreadable text: {exc}")]
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        return None, [
+            Diagnostic(
+                filename, 1, 1, "the YAML is nested too deeply", hint="a recipe is ~6 levels deep"
+            )
+        ]
     if node is None:
         return None, [
             Diagnostic(filename, 1, 1, "the file is empty", hint="a recipe starts with 'recipe:'")
@@ -113,6 +121,9 @@ class _Walker:
         if isinstance(node, ScalarNode):
             self.styles[path] = node.style or ""
             return self.scalar(node, path)
+        if node.tag not in (_SEQ, _MAP):
+            self.error(_pos(node), path, f"the YAML tag {node.tag!r} is not allowed here")
+            return None
         self.active.add(id(node))
         try:
             if isinstance(node, SequenceNode):

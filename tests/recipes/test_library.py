@@ -26,7 +26,7 @@ OFFERED = {p for caps in DEFAULT_UNITS.values() for p in caps}
 
 def test_library_has_the_three_processes() -> None:
     names = {p.stem for p in LIBRARY}
-    assert {"car_t_lentiviral", "car_t_electroporation", "car_t_rapid_3day"} <= names
+    assert {"car_t_lentiviral", "car_t_electroporation", "car_t_rapid_3day", "qc_only"} <= names
 
 
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.stem)

@@ -164,3 +164,15 @@ def test_branches_and_targets_of_a_step() -> None:
         "feed": "batch",
     }
     assert recipe.sample_volume_ml("count", {}) == 0.5
+
+
+@pytest.mark.parametrize(
+    "text", ["[" * 3000 + "]" * 3000, "a: " + "{b: " * 3000 + "1" + "}" * 3000]
+)
+def test_deeply_nested_yaml_is_a_diagnostic(text: str) -> None:
+    assert any("nested too deeply" in e for e in errors(text))
+
+
+def test_unsafe_yaml_tags_are_refused_not_executed() -> None:
+    errs = errors(BASE.replace("complete: ok", "complete: !!python/object/apply:os.getcwd []"))
+    assert any("tag:yaml.org,2002:python/object/apply:os.getcwd' is not allowed" in e for e in errs)
