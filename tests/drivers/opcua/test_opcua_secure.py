@@ -4,7 +4,7 @@ untrusted server certificate is refused with SecurityRejected, None is not offer
 from __future__ import annotations
 
 import pytest
-from conftest import SecureSetup
+from opcua_support import SecureSetup
 
 from drivers.base import InstrumentError
 from drivers.opcua import OpcUaSettings, OpcUaShuttle
