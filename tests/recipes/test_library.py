@@ -117,3 +117,16 @@ def test_required_parameter_without_default() -> None:
     with pytest.raises(ParameterError, match="'vector_lot' is required"):
         recipe.resolve_parameters({})
     assert recipe.resolve_parameters({"vector_lot": "LV-1"})["vector_lot"] == "LV-1"
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.stem)
+def test_library_recipe_matches_the_json_schema_editors_use(path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")  # optional: only when installed
+    import yaml
+
+    schema = json.loads((RECIPES / "schema.json").read_text())
+    jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+    bad = yaml.safe_load(path.read_text())
+    bad["steps"][bad["start"]]["unknown_key"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
