@@ -222,6 +222,7 @@ class ModbusAnalyzer:
         self._closing = False
         self._lost_reason = ""
         self._snapshot = _Snapshot()
+        self._slot_hint: dict[int, int] = {}  # JobSeq -> slot last seen holding it
         self._heartbeat_seen = (-1, 0.0)  # (value, monotonic time it last moved)
         self._subscribers: set[_Subscription] = set()
         self._command_lock = asyncio.Lock()
@@ -322,6 +323,7 @@ class ModbusAnalyzer:
                     await self._write(op, icd.slot_base(slot), values, busy=Busy)
                 except Busy:
                     continue  # another client took the slot between scan and write: rescan
+                self._slot_hint[job_seq] = slot
                 return slot
             raise Busy(self.name, op, "every free slot was taken while submitting")
 
@@ -332,9 +334,9 @@ class ModbusAnalyzer:
         """
         op = "job"
         self._check_job_seq(op, job_seq)
-        cached = next((j for j in self._snapshot.slots.values() if j.job_seq == job_seq), None)
-        if cached is not None:
-            found = await self._read_slot(op, cached.slot)
+        hint = self._slot_hint.get(job_seq)
+        if hint is not None:
+            found = await self._read_slot(op, hint)
             if found is not None and found.job_seq == job_seq:
                 return found
         for job in (await self._read_all_slots(op)).values():
@@ -427,6 +429,7 @@ class ModbusAnalyzer:
                 job = self._decode_slot(op, first + i, regs[off : off + _SLOT_READ])
                 if job is not None:
                     slots[job.slot] = job
+        self._slot_hint = {job.job_seq: slot for slot, job in slots.items()}
         return slots
 
     def _decode_slot(self, op: str, slot: int, regs: list[int]) -> JobStatus | None:
