@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from shuttle_support import FAST, Rig, TwinControls
+from asyncua import Client
+from shuttle_support import FAST, Rig
 
 from drivers.opcua import OpcUaShuttle
-from drivers.opcua_security import SecurityConfig
+from drivers.opcua_security import SecurityConfig, apply_security
 from simulators.clock import Clock
+from simulators.controls import TwinControls
 from simulators.faults import FaultProxy
 from simulators.runner import BackgroundLoop
 from simulators.shuttle import ShuttleTwin
@@ -81,7 +83,9 @@ async def driver(target: Target) -> AsyncIterator[OpcUaShuttle]:
 
 @pytest.fixture
 async def controls(target: Target) -> AsyncIterator[TwinControls]:
-    async with TwinControls(target.url, target.security) as ctl:
+    client = Client(target.url, timeout=5)
+    await apply_security(client, target.security, "controls")
+    async with client, TwinControls(client) as ctl:
         yield ctl
 
 

@@ -1,8 +1,8 @@
 """Helpers of the shuttle conformance suite: ICD section 4 twin controls and a test rig.
 
-``TwinControls`` calls ``Objects/Twin`` (namespace ``urn:cellfab:twin:v1``) with a plain
-asyncua client, resolving everything by browse name, so it works against any server that
-offers the ICD's twin controls. ``Rig`` wraps a driver and the controls with the moves a
+The twin controls (ICD section 4) are ``simulators.controls.TwinControls``: a plain asyncua
+client resolving everything by browse name, so they work against any server that offers
+them. ``Rig`` wraps a driver and the controls with the moves a
 test needs (put a fresh cartridge in an emptied unit) and hang-guarded waits.
 """
 
@@ -12,15 +12,14 @@ import asyncio
 import itertools
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, Self
+from typing import Any
 
-from asyncua import Client, ua
+from asyncua import ua
 
 from drivers import icd
 from drivers.base import Event, InvalidState
-from drivers.icd import BrowseName as BN
 from drivers.opcua import OpcUaSettings, OpcUaShuttle
-from drivers.opcua_security import SecurityConfig, apply_security
+from simulators.controls import TwinControls
 
 FAST = OpcUaSettings(
     request_timeout=2.0,
@@ -53,70 +52,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, limit: flo
                 return
             await asyncio.sleep(0.005)  # polling the instrument, not waiting for a timer
     del what
-
-
-class TwinControls:
-    """ICD section 4: InsertCartridge, RemoveCartridge, InjectFault, TimeScale."""
-
-    def __init__(self, url: str, security: SecurityConfig) -> None:
-        self.client = Client(url, timeout=5)
-        self.security = security
-        self.available = False
-        self._twin: ua.NodeId | None = None
-        self._methods: dict[str, ua.NodeId] = {}
-        self._scale: ua.NodeId | None = None
-
-    async def __aenter__(self) -> Self:
-        await apply_security(self.client, self.security, "controls")
-        await self.client.connect()
-        ns_array = await self.client.get_namespace_array()
-        if icd.TWIN_NS not in ns_array:
-            return self
-        tns = ns_array.index(icd.TWIN_NS)
-        try:
-            twin = await self.client.nodes.objects.get_child(ua.QualifiedName(BN.TWIN, tns))
-            for name in (BN.INSERT_CARTRIDGE, BN.REMOVE_CARTRIDGE, BN.INJECT_FAULT):
-                self._methods[name] = (await twin.get_child(ua.QualifiedName(name, tns))).nodeid
-            self._scale = (await twin.get_child(ua.QualifiedName(BN.TIME_SCALE, tns))).nodeid
-        except ua.UaError:
-            return self
-        self._twin = twin.nodeid
-        self.available = True
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.client.disconnect()
-
-    async def _call(self, name: str, *args: ua.Variant) -> None:
-        assert self._twin is not None
-        node = self.client.get_node(self._twin)
-        await node.call_method(self._methods[name], *args)
-
-    async def insert(self, cartridge_id: str, cells: float = 5e8, viability: float = 95.0) -> None:
-        s, d = ua.VariantType.String, ua.VariantType.Double
-        await self._call(
-            BN.INSERT_CARTRIDGE,
-            ua.Variant(cartridge_id, s),
-            ua.Variant(cells, d),
-            ua.Variant(viability, d),
-        )
-
-    async def remove(self, cartridge_id: str) -> None:
-        await self._call(BN.REMOVE_CARTRIDGE, ua.Variant(cartridge_id, ua.VariantType.String))
-
-    async def inject_fault(self, unit: str, code: int, text: str) -> None:
-        await self._call(
-            BN.INJECT_FAULT,
-            ua.Variant(unit, ua.VariantType.String),
-            ua.Variant(code, ua.VariantType.UInt32),
-            ua.Variant(text, ua.VariantType.String),
-        )
-
-    async def set_time_scale(self, scale: float) -> None:
-        assert self._scale is not None
-        await self.client.get_node(self._scale).write_value(
-            ua.Variant(scale, ua.VariantType.Double)
-        )
 
 
 class Rig:
@@ -196,4 +131,4 @@ async def next_event(stream: Any, match: Callable[[Event], bool], limit: float =
     raise AssertionError("event stream ended")
 
 
-__all__ = ["HANG", "LONG", "SHORT", "InvalidState", "Rig", "TwinControls", "fresh", "task"]
+__all__ = ["HANG", "LONG", "SHORT", "InvalidState", "Rig", "fresh", "task"]

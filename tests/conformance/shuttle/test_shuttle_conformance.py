@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from shuttle_support import LONG, SHORT, Rig, TwinControls, fresh, next_event, task
+from shuttle_support import LONG, SHORT, Rig, fresh, next_event, task
 
 from drivers import icd
 from drivers.base import (
@@ -24,6 +24,7 @@ from drivers.base import (
     UnitStateChanged,
 )
 from drivers.opcua import OpcUaShuttle
+from simulators.controls import TwinControls
 
 pytestmark = pytest.mark.hil
 

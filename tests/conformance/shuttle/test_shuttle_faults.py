@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from shuttle_support import FAST, LONG, Rig, TwinControls, next_event, task
+from shuttle_support import FAST, LONG, Rig, next_event, task
 
 from drivers import icd
 from drivers.base import CommunicationLost, ConnectionLost, ConnectionRestored
 from drivers.opcua import OpcUaShuttle
+from simulators.controls import TwinControls
 
 
 @pytest.fixture
