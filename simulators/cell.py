@@ -23,6 +23,10 @@ from simulators.shuttle import ShuttleTwin
 from simulators.world import World
 
 
+class SimStartError(RuntimeError):
+    """A twin could not start (its port taken, no pseudo-terminal, ...)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SimConfig:
     host: str = "127.0.0.1"
@@ -55,13 +59,19 @@ class SimCell:
         self.balance = BalanceTwin(self.world)
 
     async def start(self) -> None:
-        await self.shuttle.start()
-        try:
-            await self.cellq.start()
-            await self.balance.start()
-        except BaseException:
-            await self.stop()
-            raise
+        """Start the three twins; a twin that cannot start stops the others first."""
+        c = self.config
+        twins = (
+            (self.shuttle, f"shuttle twin on {c.host}:{c.shuttle_port}"),
+            (self.cellq, f"Cell Q twin on {c.host}:{c.cellq_port}"),
+            (self.balance, "balance twin on a pseudo-terminal"),
+        )
+        for twin, what in twins:
+            try:
+                await twin.start()
+            except (OSError, RuntimeError) as exc:
+                await self.stop()
+                raise SimStartError(f"{what} could not start: {exc}") from exc
 
     async def stop(self) -> None:
         for twin in (self.balance, self.cellq, self.shuttle):
@@ -116,7 +126,7 @@ def run_sim(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except OSError as exc:
+    except SimStartError as exc:
         print(f"cellfab sim: error: {exc}", file=sys.stderr)
         return 1
     return 0
