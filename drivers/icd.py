@@ -180,9 +180,11 @@ class ParamSpec:
         if self.kind in (ParamKind.NUMBER, ParamKind.INT):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return f"{self.name} must be a number, got {_json_type(value)}"
-            if not math.isfinite(value):
+            # JSON integers are unbounded: never convert one to float (OverflowError);
+            # int/float comparisons below are exact whatever the size.
+            if isinstance(value, float) and not math.isfinite(value):
                 return f"{self.name} must be finite, got {value!r}"
-            if self.kind is ParamKind.INT and float(value) != int(value):
+            if self.kind is ParamKind.INT and isinstance(value, float) and not value.is_integer():
                 return f"{self.name} must be a whole number, got {value!r}"
             if self.minimum is not None and value < self.minimum:
                 return f"{self.name}={value!r} is below {_fmt(self.minimum)}"

@@ -518,6 +518,9 @@ def test_parameter_ranges(session: Session, bg_client: ShuttleClient, case: Any)
         ("formulation", {"cryo_pct": True, "final_volume_ml": 250}, False),
         ("fill_finish", {"bags": 4, "volume_ml_per_bag": 5, "extra": 1}, False),
         ("cell_selection", {"marker": "CD 3", "incubation_min": 10}, False),
+        # a JSON integer too large for a float is out of range, not an internal error
+        ("electroporation", {"payload": "p", "voltage_v": 500, "pulses": 10**400}, False),
+        ("electroporation", {"payload": "p", "voltage_v": -(10**400), "pulses": 1}, False),
     ],
 )
 async def test_parameter_edges(
