@@ -33,7 +33,7 @@ A fault is: the transport closing, asyncua's watchdog probe failing (a stalled
 server), a call answering with a connection error or timing out, a notification gap.
 Resync makes a fresh session, re-discovers, subscribes, then reads the full state
 with one Read. Notifications that arrive meanwhile only update the cache; once the
-Read is applied (values older than the Read's timestamps are dropped as stale), the
+stream has shown every value the Read saw (the Read is a barrier, see _read_snapshot), the
 driver emits one event per value that differs from what it had emitted before the
 loss, then ``ConnectionRestored``. So no stale event reaches the daemon, and no event
 between Lost and Restored describes anything but the current state.
@@ -67,7 +67,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import Enum
 from typing import Any, Final, Self, cast
 
@@ -218,10 +217,6 @@ def _plain(node_id: ua.NodeId) -> ua.NodeId:
     return ua.NodeId(node_id.Identifier, node_id.NamespaceIndex, node_id.NodeIdType)
 
 
-def _ts(dv: ua.DataValue) -> datetime | None:
-    return dv.SourceTimestamp or dv.ServerTimestamp
-
-
 def _value(dv: ua.DataValue) -> Any:
     v = dv.Value
     return None if v is None else v.Value
@@ -360,7 +355,6 @@ class OpcUaShuttle:
         self._space: _Space | None = None
         self._items: dict[int, _Item] = {}
         self._values: dict[Key, Any] = {}
-        self._stamps: dict[Key, datetime] = {}
         self._gen = 0
         self._state = "closed"
         self._gate_open = False  # notifications emit events only when open
@@ -791,13 +785,14 @@ class OpcUaShuttle:
                     await self._progress_event.wait()
 
     # ------------------------------------------------------------------ notifications
-    def _apply(self, key: Key, value: Any, stamp: datetime | None) -> bool:
-        """Update the cache; False when the value is stale or unchanged."""
-        if stamp is not None:
-            last = self._stamps.get(key)
-            if last is not None and stamp < last:
-                return False
-            self._stamps[key] = stamp
+    def _apply(self, key: Key, value: Any) -> bool:
+        """Update the cache; False when the value is unchanged.
+
+        Order comes from the stream alone (a monitored item's notifications arrive in
+        order; an old subscription's are dropped by generation). Timestamps are not
+        compared: the ICD promises none, and an instrument clock stepping back (NTP, a
+        reboot without RTC) would otherwise make every later change look stale.
+        """
         value = _hashable(value)
         if self._barrier is not None:
             self._barrier.setdefault(key, set()).add(value)
@@ -855,7 +850,7 @@ class OpcUaShuttle:
             if var in _SEQUENCED and item.kind in (_Kind.UNIT, _Kind.TRANSPORT):
                 runs.setdefault(loc, {}).setdefault(var, []).append(_value(dv))
                 continue
-            if not self._apply(item.key, _value(dv), _ts(dv)) or not emit:
+            if not self._apply(item.key, _value(dv)) or not emit:
                 continue
             if item.kind is _Kind.PV:
                 merged[(loc, _Kind.PV)] = None
@@ -909,14 +904,14 @@ class OpcUaShuttle:
         if not states:
             for var in (BN.TASK_ID, BN.PROGRAM):
                 for value in by_var.get(var, []):
-                    if self._apply((loc, var), value, None) and emit and var == BN.TASK_ID:
+                    if self._apply((loc, var), value) and emit and var == BN.TASK_ID:
                         self._emit_state(loc)
             return
         for i, st in enumerate(states):
             changed = False
             for var, value in at.get(i, ()):
-                changed |= self._apply((loc, var), value, None) and var == BN.TASK_ID
-            changed |= self._apply((loc, BN.STATE), st, None)
+                changed |= self._apply((loc, var), value) and var == BN.TASK_ID
+            changed |= self._apply((loc, BN.STATE), st)
             if changed and emit:
                 self._emit_state(loc)
 

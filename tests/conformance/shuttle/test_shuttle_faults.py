@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from shuttle_support import FAST, LONG, Rig, next_event, task
 
 from drivers import icd
-from drivers.base import CommunicationLost, ConnectionLost, ConnectionRestored
+from drivers.base import CommunicationLost, ConnectionLost, ConnectionRestored, FaultChanged
 from drivers.opcua import OpcUaShuttle
 from simulators.controls import TwinControls
 
@@ -140,3 +141,28 @@ async def test_no_stale_event_after_restore(frig: Rig, target: Any) -> None:
     assert frig.drv.cached_status("INC14").fault_code == 7
     await frig.drv.clear("INC14")
     del cid, tid
+
+
+async def test_an_instrument_clock_stepping_back_loses_no_change(
+    frig: Rig, target: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ICD promises every change of FaultCode/CartridgeId, not monotonic timestamps:
+    after an NTP step or a reboot without RTC the changes still reach the daemon."""
+    if target.twin is None:
+        pytest.skip("needs the twin to step its clock back")
+    import simulators.shuttle as twin_module
+
+    real = twin_module.datetime
+
+    class _Behind:
+        @staticmethod
+        def now(tz: Any = None) -> Any:
+            return real.now(tz) - timedelta(days=1)
+
+    stream = frig.drv.events()
+    monkeypatch.setattr(twin_module, "datetime", _Behind)
+    await frig.ctl.inject_fault("INC15", 9, "clock stepped back")
+    ev = await next_event(stream, lambda e: isinstance(e, FaultChanged) and e.location == "INC15")
+    assert isinstance(ev, FaultChanged) and ev.code == 9
+    assert frig.drv.cached_status("INC15").fault_code == 9
+    await frig.drv.clear("INC15")
