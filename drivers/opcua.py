@@ -355,6 +355,10 @@ class OpcUaShuttle:
         self._space: _Space | None = None
         self._items: dict[int, _Item] = {}
         self._values: dict[Key, Any] = {}
+        # the cache as consumers last saw it (taken when the gate closed on a loss): every
+        # resync attempt diffs against it, so an attempt that failed after filling the
+        # cache, or late notifications of the lost subscription, hide no change
+        self._seen: dict[Key, Any] = {}
         self._gen = 0
         self._state = "closed"
         self._gate_open = False  # notifications emit events only when open
@@ -446,7 +450,7 @@ class OpcUaShuttle:
         client.connection_lost_callback = self._lost_callback(gen)
         self._client = client
         self._gate_open = False
-        before = dict(self._values)
+        before = self._seen
         try:
             async with asyncio.timeout(s.connect_timeout):
                 await apply_security(client, self.security, self.name)
@@ -481,6 +485,7 @@ class OpcUaShuttle:
         log.warning("%s: %s", self.name, reason)
         self._state = "lost"
         self._gate_open = False
+        self._seen = dict(self._values)
         self.last_loss_reason = reason
         self._emit(ConnectionLost(source=self.name, reason=reason))
         self._lost.set()

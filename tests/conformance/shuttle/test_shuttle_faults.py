@@ -166,3 +166,42 @@ async def test_an_instrument_clock_stepping_back_loses_no_change(
     assert isinstance(ev, FaultChanged) and ev.code == 9
     assert frig.drv.cached_status("INC15").fault_code == 9
     await frig.drv.clear("INC15")
+
+
+async def test_a_failed_resync_attempt_does_not_hide_changes_from_the_next(
+    frig: Rig, target: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconnect attempt that fails after its subscription filled the cache (the link
+    drops during the Read) must not make the next attempt forget what changed while lost."""
+    assert target.proxy is not None
+    drv = frig.drv
+    real = drv._read_snapshot
+    attempts = 0
+
+    async def flaky(client: Any, space: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+        await real(client, space)
+        if attempts == 1:
+            raise CommunicationLost(drv.name, "connect", "link dropped during the Read")
+
+    st = await drv.unit_status("INC16")
+    if st.state in (icd.UnitState.FAULTED, icd.UnitState.ABORTED):
+        await drv.clear("INC16")
+    stream = drv.events()
+    await target.proxy.refuse(True)
+    await target.proxy.drop_connections()
+    await next_event(stream, lambda e: isinstance(e, ConnectionLost))
+    await frig.ctl.inject_fault("INC16", 11, "while lost")
+    monkeypatch.setattr(drv, "_read_snapshot", flaky)
+    await target.proxy.refuse(False)
+    seen = []
+    async with asyncio.timeout(20):
+        async for ev in stream:
+            seen.append(ev)
+            if isinstance(ev, ConnectionRestored):
+                break
+    assert attempts >= 2
+    faults = [e for e in seen if isinstance(e, FaultChanged) and e.location == "INC16"]
+    assert [e.code for e in faults] == [11]
+    await drv.clear("INC16")
