@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import statistics
 import time
@@ -53,7 +54,7 @@ from asyncua.common.subscription import Subscription
 from bench.shuttle_twin import TwinProcess
 from drivers import icd
 from drivers.icd import BrowseName as BN
-from drivers.opcua import OpcUaSettings, OpcUaShuttle
+from drivers.opcua import UNIT_VARS, OpcUaSettings, OpcUaShuttle
 from drivers.opcua_security import SecurityConfig
 from simulators.world import PROCESS_VALUE_NAMES
 
@@ -110,21 +111,8 @@ async def _latencies(url: str, lines: list[str]) -> None:
             unit_node = raw.get_node(drv.node_of(UNIT, ""))
             start_node = drv.node_of(UNIT, BN.START_PROGRAM)
             result_node = drv.node_of(UNIT, BN.GET_RESULT)
-            var_nodes = [
-                raw.get_node(drv.node_of(UNIT, v))
-                for v in (
-                    BN.STATE,
-                    BN.CARTRIDGE_ID,
-                    BN.TASK_ID,
-                    BN.PROGRAM,
-                    BN.PROGRESS,
-                    BN.REMAINING_SECONDS,
-                    BN.FAULT_CODE,
-                    BN.FAULT_TEXT,
-                )
-            ]
-            import json
-
+            # the same variables, in the same order, that unit_status reads
+            var_nodes = [raw.get_node(drv.node_of(UNIT, v)) for v in UNIT_VARS]
             params = json.dumps(PARAMS, separators=(",", ":"))
             pairs: list[tuple[str, Callable[[], Awaitable[Any]], Callable[[], Awaitable[Any]]]] = [
                 (
