@@ -123,12 +123,21 @@ class Rig:
         return cid, tid
 
 
-async def next_event(stream: Any, match: Callable[[Event], bool], limit: float = HANG) -> Event:
+async def events_until(
+    stream: Any, match: Callable[[Event], bool], limit: float = HANG
+) -> list[Event]:
+    """Every event of ``stream`` up to and including the first that ``match``es."""
+    seen: list[Event] = []
     async with asyncio.timeout(limit):
         async for ev in stream:
+            seen.append(ev)
             if match(ev):
-                return ev
+                return seen
     raise AssertionError("event stream ended")
+
+
+async def next_event(stream: Any, match: Callable[[Event], bool], limit: float = HANG) -> Event:
+    return (await events_until(stream, match, limit))[-1]
 
 
 __all__ = ["HANG", "LONG", "SHORT", "InvalidState", "Rig", "fresh", "task"]

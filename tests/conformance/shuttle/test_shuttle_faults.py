@@ -3,13 +3,12 @@ lost/restored pair, recovery without help, and never a program started twice."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from shuttle_support import FAST, LONG, Rig, next_event, task
+from shuttle_support import FAST, LONG, Rig, events_until, next_event, task
 
 from drivers import icd
 from drivers.base import CommunicationLost, ConnectionLost, ConnectionRestored, FaultChanged
@@ -130,12 +129,7 @@ async def test_no_stale_event_after_restore(frig: Rig, target: Any) -> None:
     # the world moves on while we are blind (through the controls' own connection)
     await frig.ctl.inject_fault("INC14", 7, "while lost")
     await target.proxy.refuse(False)
-    seen = []
-    async with asyncio.timeout(20):
-        async for ev in stream:
-            seen.append(ev)
-            if isinstance(ev, ConnectionRestored):
-                break
+    seen = await events_until(stream, lambda e: isinstance(e, ConnectionRestored), 20)
     states = [e.state for e in seen if getattr(e, "unit", None) == "INC14" and hasattr(e, "state")]
     assert states == ["Faulted"]  # the current state, once, not a replay of the old one
     assert frig.drv.cached_status("INC14").fault_code == 7
@@ -195,12 +189,7 @@ async def test_a_failed_resync_attempt_does_not_hide_changes_from_the_next(
     await frig.ctl.inject_fault("INC16", 11, "while lost")
     monkeypatch.setattr(drv, "_read_snapshot", flaky)
     await target.proxy.refuse(False)
-    seen = []
-    async with asyncio.timeout(20):
-        async for ev in stream:
-            seen.append(ev)
-            if isinstance(ev, ConnectionRestored):
-                break
+    seen = await events_until(stream, lambda e: isinstance(e, ConnectionRestored), 20)
     assert attempts >= 2
     faults = [e for e in seen if isinstance(e, FaultChanged) and e.location == "INC16"]
     assert [e.code for e in faults] == [11]
