@@ -1,0 +1,11 @@
+"""Root of the test suite: registers the shared fixtures of tests/support as plugins.
+
+Session-scoped twins live in tests/support (one module per instrument kind), so every
+suite shares one twin per kind instead of starting its own.
+"""
+
+pytest_plugins = [
+    "tests.support.shuttle",
+    "tests.support.cellq",
+    "tests.support.balance",
+]
