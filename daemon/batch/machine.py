@@ -58,6 +58,7 @@ class Task:
     status: str = ""  # ResultStatus once ended ("ok"/"failed" for a move)
     attempt: int = 0
     started_pt: float = 0.0
+    outputs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class DeviationInfo:
     unit: str
     task_id: str
     at: float
+    pt: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,8 @@ class Batch:
     outcome: str = ""  # "completed" | "failed" once the procedure ended
     outcome_reason: str = ""
     run_started_pt: float = 0.0
+    held_by: str = ""  # who asked for the current hold ("system" when the engine did)
+    hold_reason: str = ""
     updated_at: float = 0.0
     last_seq: int = 0  # journal sequence of the last record applied
 
@@ -206,6 +210,10 @@ def _changes(b: Batch, rec: r.Record) -> dict[str, Any]:
                     "confirmation": None,
                     "run_started_pt": rec.pt,
                 }
+            if command is Command.HOLD:
+                return {"state": to, "held_by": rec.by, "hold_reason": rec.reason}
+            if command is Command.RESTART:
+                return {"state": to, "held_by": "", "hold_reason": ""}
             return {"state": to}
         case r.StateReached():
             state = BatchState(rec.state)
@@ -252,7 +260,9 @@ def _changes(b: Batch, rec: r.Record) -> dict[str, Any]:
                 "confirmation": MappingProxyType({"by": rec.by, "role": rec.role, "note": rec.note})
             }
         case r.Deviation():
-            info = DeviationInfo(rec.kind, rec.message, rec.step, rec.unit, rec.task_id, rec.at)
+            info = DeviationInfo(
+                rec.kind, rec.message, rec.step, rec.unit, rec.task_id, rec.at, rec.pt
+            )
             return {"deviations": (*b.deviations, info)}
         case r.MoveIntent():
             task = Task(
@@ -299,7 +309,10 @@ def _changes(b: Batch, rec: r.Record) -> dict[str, Any]:
             return {"task": dataclasses.replace(task, phase="started", run_id=rec.run_id)}
         case r.ProgramEnded():
             task = _task(b, rec, rec.task_id)
-            return {"task": dataclasses.replace(task, phase="ended", status=rec.status)}
+            ended = dataclasses.replace(
+                task, phase="ended", status=rec.status, outputs=MappingProxyType(dict(rec.outputs))
+            )
+            return {"task": ended}
         case r.JobIntent():
             if rec.job_seq in b.jobs:
                 raise ReducerError(f"{b.batch_id}: job {rec.job_seq} announced twice")

@@ -1,0 +1,100 @@
+"""The sample step (draw with the ``sample`` program, then a Cell Q job) and ``await``.
+
+::
+
+    sample program (as an op step) --Complete--> JobIntent --follower--> JobSubmitted
+      --> JobEnded --> results bound, slot released (JobReleased)
+    wait: true  -> the step waits for the release, then chooses next
+    wait: false -> the step goes on at once; an ``await`` step waits for the release
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from daemon.batch import executor as ex
+from daemon.batch import ids
+from daemon.batch.machine import Batch, Job
+from daemon.batch.steps.common import Next, StepCtx
+from daemon.batch.steps.op import check_ended, run_program
+
+
+def _param(value: Any, b: Batch) -> Any:
+    if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+        return b.params[value[2:-1]]
+    return value
+
+
+def _sample_params(ctx: StepCtx, b: Batch) -> dict[str, Any]:
+    return {
+        "volume_ml": float(_param(ctx.spec.sample.volume_ml, b)),
+        "sample_id": ids.sample_id(b.batch_id, b.samples + 1),
+    }
+
+
+async def run_sample(ctx: StepCtx) -> Next:
+    b = ctx.batch
+    t = await run_program(ctx, "sample", lambda b: _sample_params(ctx, b))
+    check_ended(ctx, t)
+    sample_id = str(t.params["sample_id"])
+    job = next((j for j in ctx.batch.jobs.values() if j.sample_id == sample_id), None)
+    if job is None:
+        culture = ctx.spec.sample.culture_ml
+        culture_ml = float(_param(culture, b)) if culture is not None else None
+        seq = await ex.submit_job(
+            ctx.engine,
+            ctx.batch_id,
+            ctx.step,
+            sample_id,
+            int(ctx.recipe.panel(ctx.step)),
+            culture_ml,
+        )
+    else:
+        seq = job.job_seq
+    if not ctx.spec.wait:
+        return ctx.choose()
+    await _until_released(ctx, seq, ctx.deadline(ctx.batch.step_started_pt))
+    return ctx.choose()
+
+
+async def run_await(ctx: StepCtx) -> Next:
+    source = ctx.spec.await_
+    jobs = [j for j in ctx.batch.jobs.values() if j.step == source]
+    if not jobs:
+        raise ex.StepFault("await", f"step {source} has drawn no sample to wait for")
+    seq = max(j.job_seq for j in jobs)
+    await _until_released(ctx, seq, ctx.deadline(ctx.batch.step_started_pt))
+    return ctx.choose()
+
+
+async def _until_released(ctx: StepCtx, seq: int, deadline: float | None) -> Job:
+    engine = ctx.engine
+
+    def released(b: Batch) -> Job | None:
+        job = b.jobs[seq]
+        return job if job.phase == "released" else None
+
+    if deadline is None:
+        job = await engine.wait_batch(ctx.batch_id, released)
+    else:
+        job = None
+        with anyio.move_on_after(engine.clock.wall_seconds(deadline - engine.clock.now())):
+            job = await engine.wait_batch(ctx.batch_id, released)
+        if job is None:
+            raise ex.HoldBatch(
+                "timeout",
+                f"results of job {seq} ({ctx.step}) not in within "
+                "the step's timeout; the assays go on",
+            )
+    if job.state != "done":
+        fault = {1: "unknown sample", 2: "insufficient volume", 3: "assay failure"}.get(
+            job.fault, ""
+        )
+        raise ex.StepFault(
+            "job_failed",
+            f"Cell Q job {seq} of sample {job.sample_id} ended "
+            f"{job.state}" + (f" (fault {job.fault}: {fault})" if fault else ""),
+        )
+    return job

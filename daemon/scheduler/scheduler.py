@@ -1,0 +1,328 @@
+"""The scheduler: hands out bays (units), each shuttle's transport and analyzer slots.
+
+This module owns every grant of a shared resource among batches, and the policy:
+
+* order: by priority, then earliest ready; a request's priority grows by one for every
+  ``aging_hours`` of process time it waits, so nobody starves behind a stream of
+  high-priority batches;
+* work-conserving: a request that cannot be served now does not block one behind it
+  that can (a busy SEL1 does not stop another batch from getting an incubator);
+* a cartridge never leaves its shuttle; analyzers serve the whole cell;
+* bays: a cartridge occupies its bay while it waits. A request for a unit is served,
+  in this order, by the bay the cartridge is already in (when it offers the
+  capability), by a free bay that offers it (the least scarce one), or by asking the
+  idle batch whose cartridge sits in such a bay to park it in a free bay no scarcer than
+  the one it leaves (``bays.parking_bay``); the requester gets the unit reserved and
+  moves in once it is empty;
+* admission: a new batch's cartridge is taken from the LoadPort only into a free bay,
+  and only while the shuttle keeps one more bay free after it (``reserve``), so a
+  parking move is always possible and more batches than bays never deadlock.
+
+A grant is a reservation of the unit for the batch until it releases it (its program
+ended); the cartridge's presence is what keeps the bay occupied afterwards. The
+scheduler knows where cartridges are from the engine (``Occupancy``) and the cell
+view; it never talks to an instrument itself.
+
+State diagram of one request::
+
+    pending --dispatch finds a resource--> granted (future resolved)
+       |  (cancelled by the requester: hold, stop, abort)
+       +--> withdrawn
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from daemon.cell import CellView, UnitView
+from daemon.scheduler.bays import least_scarce, parking_bay, scarcity, usable
+from drivers import icd
+
+log = structlog.get_logger("cellfab.scheduler")
+
+
+class Occupancy(Protocol):
+    """What the scheduler asks the engine about cartridges."""
+
+    def occupant(self, shuttle: str, unit: str) -> str | None:
+        """The batch whose cartridge is in the bay, or moving into or out of it."""
+        ...
+
+    def parkable(self, batch_id: str) -> bool:
+        """True when the batch's cartridge may be moved now (nothing runs on it)."""
+        ...
+
+    def park(self, batch_id: str, to_unit: str) -> None:
+        """Start moving the batch's cartridge to ``to_unit`` (a task of the engine)."""
+        ...
+
+
+@dataclass(eq=False)
+class _Request:
+    kind: str  # "unit" | "transport" | "admission" | "analyzer"
+    batch_id: str
+    priority: int
+    ready_pt: float
+    order: int
+    shuttle: str = ""
+    capability: str = ""
+    location: str = ""
+    future: asyncio.Future[str] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Scheduler:
+    def __init__(
+        self,
+        cell: CellView,
+        occupancy: Occupancy,
+        now: Callable[[], float],
+        *,
+        aging_hours: float = 1.0,
+        reserve: int = 1,
+    ) -> None:
+        self.cell = cell
+        self.occ = occupancy
+        self.now = now
+        self.aging_seconds = aging_hours * 3600.0
+        self.reserve = reserve
+        self._pending: list[_Request] = []
+        self._seq = itertools.count()
+        self.reserved: dict[tuple[str, str], str] = {}  # (shuttle, unit) -> batch
+        self.parking: dict[tuple[str, str], str] = {}  # (shuttle, unit) -> batch parking there
+        self.transport: dict[str, str] = {}  # shuttle -> batch holding its transport
+        self.jobs: dict[str, set[str]] = {}  # analyzer -> batch:job keys holding a slot
+        self.grants = 0
+
+    # ------------------------------------------------------------------ requests
+    async def unit(
+        self, batch_id: str, priority: int, shuttle: str, capability: str, location: str
+    ) -> str:
+        """Wait for a unit of ``shuttle`` offering ``capability``; returns it, reserved."""
+        return await self._wait(
+            _Request(
+                "unit",
+                batch_id,
+                priority,
+                self.now(),
+                next(self._seq),
+                shuttle,
+                capability,
+                location,
+            )
+        )
+
+    async def admission(self, batch_id: str, priority: int, shuttle: str) -> str:
+        """Wait until the shuttle can take the cartridge at its LoadPort; returns the
+        free bay reserved for it."""
+        return await self._wait(
+            _Request("admission", batch_id, priority, self.now(), next(self._seq), shuttle)
+        )
+
+    async def transport_of(self, batch_id: str, priority: int, shuttle: str) -> None:
+        await self._wait(
+            _Request("transport", batch_id, priority, self.now(), next(self._seq), shuttle)
+        )
+
+    async def analyzer(self, batch_id: str, priority: int, job_key: str) -> str:
+        """Wait for an analyzer with a free slot; returns its name (slot held until
+        ``release_job``)."""
+        return await self._wait(
+            _Request(
+                "analyzer", batch_id, priority, self.now(), next(self._seq), capability=job_key
+            )
+        )
+
+    async def _wait(self, req: _Request) -> str:
+        self._pending.append(req)
+        self.dispatch()
+        try:
+            return await req.future
+        except BaseException:
+            if req in self._pending:
+                self._pending.remove(req)
+            if req.future.done() and not req.future.cancelled():
+                self._undo(req, req.future.result())  # granted as we were cancelled
+            self.dispatch()
+            raise
+
+    # ------------------------------------------------------------------ releases
+    def release_unit(self, batch_id: str, shuttle: str, unit: str) -> None:
+        if self.reserved.get((shuttle, unit)) == batch_id:
+            del self.reserved[(shuttle, unit)]
+        self.dispatch()
+
+    def release_parking(self, batch_id: str, shuttle: str, unit: str) -> None:
+        if self.parking.get((shuttle, unit)) == batch_id:
+            del self.parking[(shuttle, unit)]
+        self.dispatch()
+
+    def release_transport(self, batch_id: str, shuttle: str) -> None:
+        if self.transport.get(shuttle) == batch_id:
+            del self.transport[shuttle]
+        self.dispatch()
+
+    def hold_job(self, analyzer: str, job_key: str) -> None:
+        """Count a job found on an analyzer (recovery) against its slots."""
+        self.jobs.setdefault(analyzer, set()).add(job_key)
+
+    def release_job(self, analyzer: str, job_key: str) -> None:
+        self.jobs.get(analyzer, set()).discard(job_key)
+        self.dispatch()
+
+    def forget(self, batch_id: str) -> None:
+        """Drop every reservation of a batch (it ended)."""
+        for table in (self.reserved, self.parking):
+            for key in [k for k, b in table.items() if b == batch_id]:
+                del table[key]
+        for shuttle in [s for s, b in self.transport.items() if b == batch_id]:
+            del self.transport[shuttle]
+        self.dispatch()
+
+    def _undo(self, req: _Request, granted: str) -> None:
+        if req.kind == "unit":
+            self.release_unit(req.batch_id, req.shuttle, granted)
+        elif req.kind == "admission":
+            self.release_parking(req.batch_id, req.shuttle, granted)
+        elif req.kind == "transport":
+            self.release_transport(req.batch_id, req.shuttle)
+        elif req.kind == "analyzer":
+            self.release_job(granted, req.capability)
+
+    # ------------------------------------------------------------------ policy
+    def _key(self, req: _Request, now: float) -> tuple[float, float, int]:
+        aged = req.priority + (now - req.ready_pt) / self.aging_seconds
+        return (-aged, req.ready_pt, req.order)
+
+    def dispatch(self) -> None:
+        """Grant what can be granted now, in policy order (called on every change)."""
+        if not self._pending:
+            return
+        now = self.now()
+        for req in sorted(self._pending, key=lambda r: self._key(r, now)):
+            if req.future.done():
+                self._pending.remove(req)
+                continue
+            granted = self._try(req)
+            if granted is not None:
+                self._pending.remove(req)
+                self.grants += 1
+                req.future.set_result(granted)
+
+    def _try(self, req: _Request) -> str | None:
+        if req.kind == "transport":
+            if req.shuttle in self.transport or not self.cell.is_up(req.shuttle):
+                return None
+            self.transport[req.shuttle] = req.batch_id
+            return req.shuttle
+        if req.kind == "analyzer":
+            return self._try_analyzer(req)
+        if not self.cell.is_up(req.shuttle):
+            return None
+        if req.kind == "admission":
+            return self._try_admission(req)
+        return self._try_unit(req)
+
+    def _free(self, shuttle: str) -> Callable[[UnitView], bool]:
+        def free(u: UnitView) -> bool:
+            key = (shuttle, u.unit)
+            return (
+                not u.cartridge_id
+                and key not in self.reserved
+                and key not in self.parking
+                and self.occ.occupant(shuttle, u.unit) is None
+            )
+
+        return free
+
+    def _try_admission(self, req: _Request) -> str | None:
+        units = list(self.cell.shuttles[req.shuttle].units.values())
+        free = self._free(req.shuttle)
+        empty = [u for u in units if usable(u) and free(u)]
+        if len(empty) < 1 + (self.reserve if len([u for u in units if usable(u)]) > 1 else 0):
+            return None
+        bay = least_scarce(empty, scarcity(units))
+        assert bay is not None
+        self.parking[(req.shuttle, bay.unit)] = req.batch_id
+        return bay.unit
+
+    def _try_unit(self, req: _Request) -> str | None:
+        shuttle = req.shuttle
+        units = list(self.cell.shuttles[shuttle].units.values())
+        candidates = [u for u in units if req.capability in u.capabilities and usable(u)]
+        mine = [u for u in candidates if u.unit == req.location]
+        if mine and self.reserved.get((shuttle, req.location), req.batch_id) == req.batch_id:
+            return self._grant_unit(req, req.location)
+        free = self._free(shuttle)
+        scarce = scarcity(units)
+        choice = least_scarce([u for u in candidates if free(u)], scarce)
+        if choice is not None:
+            return self._grant_unit(req, choice.unit)
+        # a candidate whose occupant is idle: park that cartridge elsewhere
+        for u in sorted(candidates, key=lambda u: (scarce.get(u.unit, 1.0), u.unit)):
+            key = (shuttle, u.unit)
+            if key in self.reserved or key in self.parking:
+                continue
+            occupant = self.occ.occupant(shuttle, u.unit)
+            if occupant is None or occupant == req.batch_id or not self.occ.parkable(occupant):
+                continue
+            bay = parking_bay(units, u.unit, free, scarce)
+            if bay is None:
+                continue
+            self.parking[(shuttle, bay.unit)] = occupant
+            log.info("parking", batch=occupant, origin=u.unit, to=bay.unit, for_batch=req.batch_id)
+            self.occ.park(occupant, bay.unit)
+            return self._grant_unit(req, u.unit)
+        return None
+
+    def _grant_unit(self, req: _Request, unit: str) -> str:
+        self.reserved[(req.shuttle, unit)] = req.batch_id
+        return unit
+
+    def _try_analyzer(self, req: _Request) -> str | None:
+        best: tuple[int, str] | None = None
+        for name, view in self.cell.analyzers.items():
+            if not view.up or view.state == icd.AnalyzerState.FAULTED:
+                continue
+            ours = self.jobs.get(name, set())
+            # slots the analyzer reports free, less those we granted but whose job it
+            # does not show yet
+            pending = sum(1 for k in ours if not _job_visible(view.jobs, k))
+            room = view.free_slots - pending
+            if room > 0 and (best is None or room > best[0]):
+                best = (room, name)
+        if best is None:
+            return None
+        self.jobs.setdefault(best[1], set()).add(req.capability)
+        return best[1]
+
+    # ------------------------------------------------------------------ for the API
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "pending": [
+                {
+                    "kind": r.kind,
+                    "batch": r.batch_id,
+                    "priority": r.priority,
+                    "shuttle": r.shuttle,
+                    "capability": r.capability,
+                }
+                for r in self._pending
+            ],
+            "reserved": {f"{s}/{u}": b for (s, u), b in self.reserved.items()},
+            "parking": {f"{s}/{u}": b for (s, u), b in self.parking.items()},
+            "transport": dict(self.transport),
+        }
+
+
+def _job_visible(jobs: dict[int, object], job_key: str) -> bool:
+    """``job_key`` is ``batch:job_seq``; visible once the analyzer shows the JobSeq."""
+    _, _, seq = job_key.rpartition(":")
+    return seq.isdigit() and int(seq) in jobs
