@@ -287,7 +287,12 @@ class CellView:
         view.output_port = tuple(await drv.output_port())
         t = await drv.transport_status()
         if isinstance(t, tuple):  # TODO(merge): the typed TransportStatus of the opcua branch
-            view.transport_state, view.transport_task, view.transport_fault, view.transport_fault_text = t
+            (
+                view.transport_state,
+                view.transport_task,
+                view.transport_fault,
+                view.transport_fault_text,
+            ) = t
         else:
             view.transport_state, view.transport_task = t.state, t.task_id
             view.transport_fault, view.transport_fault_text = t.fault_code, t.fault_text
