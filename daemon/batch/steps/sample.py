@@ -19,6 +19,7 @@ from daemon.batch import ids
 from daemon.batch.machine import Batch, Job
 from daemon.batch.steps.common import Next, StepCtx
 from daemon.batch.steps.op import check_ended, run_program
+from drivers.icd import SlotState
 
 
 def _param(value: Any, b: Batch) -> Any:
@@ -69,6 +70,20 @@ async def run_await(ctx: StepCtx) -> Next:
     return ctx.choose()
 
 
+async def _read_ended(ctx: StepCtx, seq: int) -> Job | None:
+    """At the deadline, ask the analyzer itself (the view lags it by a poll, which at a
+    high twin time scale is process hours); an ended job is then released and bound by
+    its follower, which this waits for."""
+    job = ctx.batch.jobs[seq]
+    drv = ctx.engine.cell.analyzer_drivers[job.analyzer]
+    status = await ex.call(job.analyzer, f"read job {seq}", lambda: drv.job(seq))
+    if status.state not in (SlotState.DONE, SlotState.FAILED, SlotState.ABORTED):
+        return None
+    return await ctx.engine.wait_batch(
+        ctx.batch_id, lambda b: b.jobs[seq] if b.jobs[seq].phase == "released" else None
+    )
+
+
 async def _until_released(ctx: StepCtx, seq: int, deadline: float | None) -> Job:
     engine = ctx.engine
 
@@ -82,6 +97,8 @@ async def _until_released(ctx: StepCtx, seq: int, deadline: float | None) -> Job
         job = None
         with anyio.move_on_after(engine.clock.wall_seconds(deadline - engine.clock.now())):
             job = await engine.wait_batch(ctx.batch_id, released)
+        if job is None:
+            job = await _read_ended(ctx, seq)
         if job is None:
             raise ex.HoldBatch(
                 "timeout",
