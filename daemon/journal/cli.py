@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -61,24 +62,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.set_defaults(func=cmd_verify)
 
 
-def cmd_backup(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    try:
-        info = admin.backup(args.journal, args.file)
-    except JournalError as exc:
-        print(f"cellfab journal backup: {exc}", file=sys.stderr)
-        return EXIT_PROBLEM
+def _backup(args: argparse.Namespace, out: TextIO) -> int:
+    info = admin.backup(args.journal, args.file)
     print(f"{args.journal} -> {args.file}: {_summary(info)}", file=out)
     return EXIT_OK
 
 
-def cmd_restore(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    try:
-        result = admin.restore(args.file, args.journal)
-    except JournalError as exc:
-        print(f"cellfab journal restore: {exc}", file=sys.stderr)
-        return EXIT_PROBLEM
+def _restore(args: argparse.Namespace, out: TextIO) -> int:
+    result = admin.restore(args.file, args.journal)
     print(f"{args.file} -> {args.journal}: {_summary(result.info)}", file=out)
     print(
         f"new instance tag {result.info.instance} (the backup had {result.backup_instance}): "
@@ -90,13 +81,8 @@ def cmd_restore(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return EXIT_OK
 
 
-def cmd_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    try:
-        report = admin.verify(args.journal)
-    except JournalError as exc:
-        print(f"cellfab journal verify: {exc}", file=sys.stderr)
-        return EXIT_PROBLEM
+def _verify(args: argparse.Namespace, out: TextIO) -> int:
+    report = admin.verify(args.journal)
     info = report.info
     seqs = f"seq {report.first_seq}..{info.last_seq}" if report.records else "empty"
     print(f"{args.journal}: schema v{info.schema_version}, instance {info.instance}", file=out)
@@ -116,6 +102,27 @@ def cmd_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
     total = len(report.problems) + report.unlisted
     print(f"verify: {total} problem{'s' if total != 1 else ''}", file=out)
     return EXIT_PROBLEM
+
+
+Command = Callable[[argparse.Namespace, TextIO], int]
+
+
+def _command(name: str, body: Command) -> Callable[..., int]:
+    """``body`` as a subcommand: a JournalError is one line on stderr and exit 1."""
+
+    def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+        try:
+            return body(args, out or sys.stdout)
+        except JournalError as exc:
+            print(f"cellfab journal {name}: {exc}", file=sys.stderr)
+            return EXIT_PROBLEM
+
+    return run
+
+
+cmd_backup = _command("backup", _backup)
+cmd_restore = _command("restore", _restore)
+cmd_verify = _command("verify", _verify)
 
 
 def _summary(info: files.JournalInfo) -> str:

@@ -11,7 +11,8 @@ acknowledged before it killed this process.
 * ``fill PATH``: appends, then limits its own file size (RLIMIT_FSIZE: the kernel
   answers a write past it with EFBIG, as a full disk answers ENOSPC) and appends until
   the writer fails; prints ``ack SEQ`` per acknowledged record, ``failed TYPE: TEXT``,
-  then ``later TYPE: TEXT`` for an append after the failure, then ``closed``.
+  ``failure TYPE`` (``Journal.failure``), ``later TYPE: TEXT`` for an append after the
+  failure, then ``closed``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import structlog
 
 from daemon.journal import records as r
 from daemon.journal.store import Journal
+from tests.journal.sample import created
 
 WORKERS = 4
 
@@ -35,17 +37,6 @@ WORKERS = 4
 def say(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def created(batch_id: str) -> r.BatchCreated:
-    return r.BatchCreated(
-        batch_id=batch_id,
-        recipe_name="crash",
-        recipe_version="1",
-        recipe_hash="cd" * 32,
-        recipe_text="name: crash\n",
-        cartridge_id=f"C-{batch_id}",
-    )
 
 
 def deviation(w: int, i: int, k: int, size: int = 0) -> r.Deviation:
@@ -94,6 +85,7 @@ async def fill(path: Path) -> None:
             i += 1
     except Exception as exc:
         say(f"failed {type(exc).__name__}: {exc}")
+    say(f"failure {type(journal.failure).__name__}")
     try:
         await journal.append(deviation(0, i + 1, 0))
     except Exception as exc:

@@ -9,6 +9,18 @@ from pathlib import Path
 from daemon.journal import records as r
 
 
+def created(batch_id: str) -> r.BatchCreated:
+    """The smallest BatchCreated: enough for the reducer to know the batch."""
+    return r.BatchCreated(
+        batch_id=batch_id,
+        recipe_name="crash",
+        recipe_version="1",
+        recipe_hash="cd" * 32,
+        recipe_text="name: crash\n",
+        cartridge_id=f"C-{batch_id}",
+    )
+
+
 def story(batch_id: str, *, at: float = 1_780_000_000.0) -> list[r.Record]:
     """One batch from creation through a program step to a held state: every kind of
     instrument record, in an order the reducer accepts (so replay works)."""

@@ -106,6 +106,20 @@ async def test_a_restored_journal_yields_the_same_batches_and_the_replaced_one_i
         assert seqs[0] == backed_up.last_seq + 1
 
 
+async def test_restore_over_a_crashed_journal_keeps_its_wal_with_it(tmp_path: Path) -> None:
+    live = tmp_path / "live" / "j.sqlite"
+    live.parent.mkdir()
+    journal = Journal.open(live)
+    await journal.append(*story("B0001-AAA"))
+    crashed = copy_journal(live, tmp_path / "crashed", "j.sqlite", with_wal=True)
+    await journal.close()
+    backup_file = tmp_path / "empty.sqlite"
+    admin.backup(await _journal(tmp_path / "fresh.sqlite"), backup_file)
+    result = admin.restore(backup_file, crashed)
+    assert _batches(crashed) == {}
+    assert result.replaced is not None and sorted(_batches(result.replaced)) == ["B0001-AAA"]
+
+
 async def test_restore_refuses_while_a_daemon_holds_the_journal(tmp_path: Path) -> None:
     path = await _journal(tmp_path / "j.sqlite", "B0001-AAA")
     backup_file = tmp_path / "backup.sqlite"

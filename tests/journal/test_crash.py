@@ -5,6 +5,7 @@ prefix of whole appends that passes quick_check and verifies; nothing half-writt
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from pathlib import Path
@@ -16,9 +17,10 @@ from daemon.journal import records as r
 from daemon.journal.store import Journal
 from tests.journal import procs
 from tests.journal.child import WORKERS
+from tests.journal.sample import created
 from tests.support import HANG_GUARD
 
-SEEDS = range(8)
+SEEDS = range(int(os.environ.get("CELLFAB_JOURNAL_KILL_SEEDS", "8")))  # more: a soak
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -55,7 +57,7 @@ def test_kill_9_at_a_random_moment_loses_no_acknowledged_record(tmp_path: Path, 
 
 
 def _appends(rng: random.Random, count: int) -> list[list[r.Record]]:
-    out: list[list[r.Record]] = [[_created(f"W{w}")] for w in range(3)]
+    out: list[list[r.Record]] = [[created(f"W{w}")] for w in range(3)]
     for i in range(count):
         w = rng.randrange(3)
         size = rng.randint(1, 4)
@@ -63,17 +65,6 @@ def _appends(rng: random.Random, count: int) -> list[list[r.Record]]:
             [r.Deviation(batch_id=f"W{w}", kind="k", message=f"{i}:{k}" * 20) for k in range(size)]
         )
     return out
-
-
-def _created(batch_id: str) -> r.BatchCreated:
-    return r.BatchCreated(
-        batch_id=batch_id,
-        recipe_name="x",
-        recipe_version="1",
-        recipe_hash="ef" * 32,
-        recipe_text="",
-        cartridge_id="C",
-    )
 
 
 def _snapshot(path: Path, dest: Path, files: tuple[bytes, bytes] | None = None) -> Path:

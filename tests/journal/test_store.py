@@ -206,6 +206,7 @@ async def test_a_writer_failure_fails_every_later_append_with_the_cause(tmp_path
     )
     assert "disk I/O error" in failed or "full" in failed
     assert later.startswith("later JournalWriteError: ") and "the writer failed" in later
+    assert "failure JournalWriteError" in lines
     assert lines[-1] == "closed"
     assert len(acked) >= 2
     async with Journal.open(path) as journal:  # quick_check passes; nothing acked is lost
