@@ -140,7 +140,9 @@ def examine(path: Path, *, idle: bool = False) -> JournalInfo:
             f"a cellfab journal has {schema.APPLICATION_ID:#010x})",
             "Check the path (--journal). " + UNCHANGED,
         )
-    immutable = idle and not Path(f"{path}-wal").exists()
+    # immutable only when no -wal (committed frames) or -journal (a hot rollback
+    # journal) exists that SQLite would have to read
+    immutable = idle and not any(Path(f"{path}{s}").exists() for s in ("-wal", "-journal"))
     try:
         with contextlib.closing(connect_ro(path, immutable=immutable)) as conn:
             return _examine_open(path, conn)

@@ -83,6 +83,8 @@ class Journal:
     ) -> Journal:
         """Open (or create) the journal at ``path`` for writing. ``max_group`` caps the
         records of one commit; 1 commits every append alone (for benchmarks)."""
+        if max_group < 1:
+            raise ValueError(f"max_group must be at least 1, not {max_group}")
         p = Path(path)
         if not create and not p.exists():
             raise JournalNotFound(p, "no such file", "Check the path (--journal)")
@@ -99,11 +101,11 @@ class Journal:
             conn = files.connect_rw(p)
             try:
                 last = conn.execute("SELECT max(seq) FROM records").fetchone()[0]
+                files.fsync_dir(p.parent)  # the -wal file now exists: make its name durable
+                writer = Writer(conn, path=p, next_seq=int(last or 0) + 1, max_group=max_group)
             except BaseException:
                 conn.close()
                 raise
-            files.fsync_dir(p.parent)  # the -wal file now exists: make its name durable
-            writer = Writer(conn, path=p, next_seq=int(last or 0) + 1, max_group=max_group)
             writer.start()
         except BaseException:
             lock.release()
