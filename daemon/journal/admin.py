@@ -33,7 +33,7 @@ from daemon.batch.machine import Batch, ReducerError, replay
 from daemon.journal import files, schema
 from daemon.journal.errors import JournalError, sqlite_said
 from daemon.journal.lock import JournalLock
-from daemon.journal.records import Record, RecordError, decode
+from daemon.journal.records import Record, RecordError
 
 __all__ = ["RestoreResult", "VerifyReport", "backup", "restore", "verify"]
 
@@ -191,7 +191,7 @@ def _scan(conn: sqlite3.Connection) -> Iterator[tuple[int, Record | None, str]]:
             continue
         previous = seq
         try:
-            record = decode(type_name, body)
+            record = files.decode_stored(type_name, body)
         except RecordError as exc:
             yield seq, None, f"does not decode: {exc}"
             continue

@@ -47,6 +47,7 @@ __all__ = [
     "connect_ro",
     "connect_rw",
     "copy_database",
+    "decode_stored",
     "discard",
     "examine",
     "fsync_dir",
@@ -203,9 +204,20 @@ def read_records(
         ) from None
 
 
-def _decode_row(path: Path, seq: int, type_name: str, body: str) -> Record:
+def decode_stored(type_name: str, body: str) -> Record:
+    """``records.decode`` for what was read from disk: whatever a damaged body makes the
+    codec raise (it does not type-check every field) is a RecordError naming it."""
     try:
         return decode(type_name, body)
+    except RecordError:
+        raise
+    except Exception as exc:
+        raise RecordError(f"{type_name}: {type(exc).__name__}: {exc}") from None
+
+
+def _decode_row(path: Path, seq: int, type_name: str, body: str) -> Record:
+    try:
+        return decode_stored(type_name, body)
     except RecordError as exc:
         raise JournalDamaged(
             path, f"record seq {seq} does not decode: {exc}", DAMAGED_REMEDY

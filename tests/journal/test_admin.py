@@ -184,12 +184,24 @@ async def test_verify_reports_batches_by_state_and_the_record_count(
     [
         ("UPDATE records SET body = '{\"batch_id\": 1' WHERE seq = 5", "seq 5: does not decode"),
         ("UPDATE records SET type = 'Nope' WHERE seq = 6", "seq 6: does not decode: unknown"),
+        (
+            "UPDATE records SET body = json_set(body, '$.at', 'noon') WHERE seq = 4",
+            "seq 4: does not decode: StepStarted: TypeError",
+        ),
         ("UPDATE records SET batch_id = 'B0009-AAA' WHERE seq = 7", "seq 7: columns"),
         ("UPDATE records SET at = 0 WHERE seq = 8", "seq 8: columns"),
         ("DELETE FROM records WHERE seq = 7", "seq 8: replay refused the record: ProgramStarted"),
         ("DELETE FROM records WHERE seq = 1", "seq 2: replay refused the record: .*unknown batch"),
     ],
-    ids=["bad json", "unknown type", "batch column", "at column", "intent lost", "no creation"],
+    ids=[
+        "bad json",
+        "unknown type",
+        "bad field type",
+        "batch column",
+        "at column",
+        "intent lost",
+        "no creation",
+    ],
 )
 async def test_verify_names_what_and_where_and_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], statement: str, expected: str

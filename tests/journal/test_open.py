@@ -170,3 +170,21 @@ async def test_a_leftover_wal_of_a_crashed_daemon_is_replayed_not_refused(tmp_pa
     assert "journal.sqlite-wal" in _names(crashed.parent)
     async with Journal.open(crashed) as recovered:
         assert [rec for _, rec in recovered.read()] == story("B0001-AAA")
+
+
+async def test_damage_inside_a_record_passes_open_and_read_names_its_seq(tmp_path: Path) -> None:
+    """SQLite checks structure, not content: a spoilt body opens, and reading it (replay
+    at start-up) stops with JournalDamaged naming the record, never a wrong record."""
+    path = tmp_path / "j.sqlite"
+    async with Journal.open(path) as journal:
+        await journal.append(*story("B0001-AAA"))
+    _spoil_body(path, 5)
+    async with Journal.open(path) as journal:
+        with pytest.raises(JournalDamaged, match=r"record seq 5 does not decode: MoveIntent"):
+            list(journal.read())
+        assert [seq for seq, _ in journal.read(after=5)] == list(range(6, 15))
+
+
+def _spoil_body(path: Path, seq: int) -> None:
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("UPDATE records SET body = json_remove(body, '$.to') WHERE seq = ?", (seq,))
