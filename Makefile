@@ -41,6 +41,7 @@ sim: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.drivers
+	$(BIN)/python -m bench.journal
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

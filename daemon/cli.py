@@ -4,6 +4,7 @@ Subcommands:
   sim     run the software twins of one cell (shuttle, Cell Q, balance) on one world
   demo    twins plus a scripted walk of one cartridge through the cell
   recipe  validate, show and graph recipes (daemon.recipe_cli)
+  journal back up, restore and verify the journal (daemon.journal.cli)
 
 Only `sim` and `demo` load simulators/, and only when they run.
 """
@@ -29,6 +30,7 @@ def _add_sim_arguments(p: argparse.ArgumentParser, *, time_scale: float) -> None
 
 def build_parser() -> argparse.ArgumentParser:
     from daemon import recipe_cli
+    from daemon.journal import cli as journal_cli
 
     parser = argparse.ArgumentParser(
         prog="cellfab", description="Control software for an automated cell-therapy cell."
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_run_demo)
 
     recipe_cli.register(sub)
+    journal_cli.register(sub)
     return parser
 
 
