@@ -4,6 +4,7 @@ Subcommands:
   sim     run the software twins of one cell (shuttle, Cell Q, balance) on one world
   demo    twins plus a scripted walk of one cartridge through the cell
   recipe  validate, show and graph recipes (daemon.recipe_cli)
+  site    validate and show sites (daemon.config.cli)
 
 Only `sim` and `demo` load simulators/, and only when they run.
 """
@@ -29,6 +30,7 @@ def _add_sim_arguments(p: argparse.ArgumentParser, *, time_scale: float) -> None
 
 def build_parser() -> argparse.ArgumentParser:
     from daemon import recipe_cli
+    from daemon.config import cli as site_cli
 
     parser = argparse.ArgumentParser(
         prog="cellfab", description="Control software for an automated cell-therapy cell."
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sim = sub.add_parser("sim", help="run the software twins of one cell")
-    _add_sim_arguments(sim, time_scale=1.0)
+    _add_sim_arguments(sim, time_scale=3600.0)  # the embedded default site's (daemon.config)
     sim.add_argument("--shuttle-port", type=int, default=4840, metavar="P")
     sim.add_argument("--cellq-port", type=int, default=5020, metavar="P")
     sim.add_argument(
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_run_demo)
 
     recipe_cli.register(sub)
+    site_cli.register(sub)
     return parser
 
 
