@@ -24,7 +24,7 @@ from __future__ import annotations
 import difflib
 import re
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -66,12 +66,17 @@ def rule(message: str, hint: str = "", *path: PathPart, key: bool = False) -> Ru
 
 
 def validation_diagnostics(
-    exc: ValidationError, located: Located, filename: str, root: type[BaseModel]
+    exc: ValidationError,
+    located: Located,
+    filename: str,
+    root: type[BaseModel],
+    patterns: Mapping[str, str] | None = None,
 ) -> list[Diagnostic]:
-    """Every error of ``exc`` as a Diagnostic positioned by ``located``."""
+    """Every error of ``exc`` as a Diagnostic positioned by ``located``. ``root`` is the
+    model validated; ``patterns`` says in words what each of its regex patterns wants."""
     out: list[Diagnostic] = []
     for err in exc.errors(include_url=False):
-        for problem in _problems(err, located, root):
+        for problem in _problems(err, root, patterns or {}):
             line, col = (
                 located.key_pos(problem.path) if problem.key else located.value_pos(problem.path)
             )
@@ -80,15 +85,16 @@ def validation_diagnostics(
 
 
 # --------------------------------------------------------------------------- one error
-def _problems(err: Any, located: Located, root: type[BaseModel]) -> list[Problem]:
+def _problems(err: Any, root: type[BaseModel], patterns: Mapping[str, str]) -> list[Problem]:
     loc: Path = tuple(p for p in err["loc"] if isinstance(p, int | str))
     kind = err["type"]
     value = err.get("input")
     ctx = err.get("ctx") or {}
     if isinstance(ctx.get("error"), RuleError):
         return [Problem((*loc, *p.path), p.message, p.hint, p.key) for p in ctx["error"].problems]
-    what = format_path(loc) or "the file"
     last = loc[-1] if loc else ""
+    keys = [i for i, p in enumerate(loc) if isinstance(p, str)]
+    what = format_path(loc[keys[-1] :]) if keys else "the file"  # e.g. out_of_service[1]
     field = field_at(root, loc)
     if kind == "extra_forbidden":
         allowed = allowed_keys(root, loc[:-1])
@@ -105,15 +111,22 @@ def _problems(err: Any, located: Located, root: type[BaseModel]) -> list[Problem
         ]
     if kind in _TYPE_WORDS:
         message = f"{what} must be {_TYPE_WORDS[kind]}, got {describe(value)}"
-        return [Problem(loc, message, _type_hint(kind, value) or _described(field))]
+        hint = _type_hint(kind, value) or _number_text_hint(kind, value) or _described(field)
+        return [Problem(loc, message, hint)]
     if kind == "literal_error":
         options = re.findall(r"'([^']*)'|(\d+)", ctx.get("expected", ""))
         choices = [a or b for a, b in options]
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else ""
+        same_letters = [c for c in choices if c.lower() == str(value).lower()]
+        close = same_letters or difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else _described(field)
         return [Problem(loc, f"{what} {describe(value)} is not one of {', '.join(choices)}", hint)]
     if kind == "string_pattern_mismatch":
-        return [Problem(loc, f"{what} {describe(value)} is not valid here", _described(field))]
+        hint = patterns.get(ctx.get("pattern", ""), "") or _described(field)
+        return [Problem(loc, f"{what} {describe(value)} is not valid", hint)]
+    if kind == "string_too_short":
+        return [Problem(loc, f"{what} must not be empty", _described(field))]
+    if kind == "string_too_long":
+        return [Problem(loc, f"{what} is longer than {ctx.get('max_length')} characters")]
     if kind in _BOUNDS:
         limit = ctx.get(_BOUNDS[kind][1])
         return [Problem(loc, f"{what} must be {_BOUNDS[kind][0]} {limit}, got {value!r}")]
@@ -132,6 +145,16 @@ _BOUNDS = {
     "less_than_equal": ("at most", "le"),
     "less_than": ("less than", "lt"),
 }
+
+
+def _number_text_hint(kind: str, value: Any) -> str:
+    if kind in ("float_type", "int_type") and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return ""
+        return f"YAML reads {value!r} as text; write it as {number!r} (a dot before any e)"
+    return ""
 
 
 def _described(field: FieldInfo | None) -> str:

@@ -7,9 +7,11 @@ all of them, not only the first:
 1. reading (``read_bounded``): regular files only (a FIFO or a device is refused from
    its ``stat``, without opening it), at most ``MAX_SITE_BYTES``, UTF-8;
 2. YAML (``daemon.recipe_yaml.load_located``, the recipe language's reader: duplicate
-   keys, merge keys and odd tags are errors), after a count of the nodes the document
-   expands to (aliases included), so a small file of nested aliases is refused
-   instead of expanded (``MAX_NODES``);
+   keys, merge keys and odd tags are errors), after two measures that keep its work
+   bounded (``_too_complex``): nesting at most ``MAX_DEPTH`` levels, measured on the
+   token stream (PyYAML's scanner slows down with every open level), and at most
+   ``MAX_NODES`` nodes once aliases are expanded, so a small file of nested aliases
+   is refused instead of expanded;
 3. the model (``daemon.config.model.Site``, paths resolved against the site file's
    folder) and its rules, mapped by ``daemon.config.errors``;
 4. the file system (``check_files``): every path the site names is checked for what
@@ -33,10 +35,10 @@ from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from daemon.config.errors import Problem, validation_diagnostics
-from daemon.config.model import PathKind, Site
+from daemon.config.model import PATTERNS, PathKind, Site
 from daemon.diagnostics import Diagnostic, PathPart, format_all
 from daemon.recipe_check import describe
-from daemon.recipe_yaml import load_located
+from daemon.recipe_yaml import MAX_DEPTH, load_located
 
 __all__ = [
     "MAX_NODES",
@@ -144,16 +146,8 @@ def load_site_text(
 
 
 def _load(text: str, filename: str, base: Path, files: bool) -> tuple[Site | None, list[Any]]:
-    if (size := _expanded_size(text)) > MAX_NODES:
-        return None, [
-            Diagnostic(
-                filename,
-                1,
-                1,
-                f"the YAML expands to more than {MAX_NODES} nodes ({size}, aliases included)",
-                hint="write each instrument out; a site needs no nested aliases",
-            )
-        ]
+    if (refusal := _too_complex(text)) is not None:
+        return None, [Diagnostic(filename, 1, 1, *refusal)]
     located, diagnostics = load_located(text, filename)
     if located is None or diagnostics:
         return None, _sorted(diagnostics)
@@ -170,7 +164,7 @@ def _load(text: str, filename: str, base: Path, files: bool) -> tuple[Site | Non
     try:
         site = Site.model_validate(located.data, context={"base": base})
     except ValidationError as exc:
-        return None, _sorted(validation_diagnostics(exc, located, filename, Site))
+        return None, _sorted(validation_diagnostics(exc, located, filename, Site, PATTERNS))
     if files:
         problems = check_files(site)
         if problems:
@@ -185,29 +179,57 @@ def _sorted(diagnostics: Any) -> list[Diagnostic]:
     return sorted(set(diagnostics), key=lambda d: (d.line, d.column, d.message))
 
 
-def _expanded_size(text: str) -> int:
-    """How many nodes the document has once every alias is expanded (0 when it does not
-    compose: the reader then reports why). Linear in the composed graph."""
+def _too_complex(text: str) -> tuple[str, str] | None:
+    """Why the text is refused before it is composed (message, hint), or None.
+
+    PyYAML recurses once per nesting level and its scanner slows down with every open
+    flow level, so nesting is measured first on the token stream, stopping at the
+    limit; then the composed graph is measured with every alias expanded, in linear
+    time, so a few hundred bytes of nested aliases are never expanded.
+    """
+    depth = 0
     try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, _OPEN):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return (
+                        f"the YAML is nested deeper than {MAX_DEPTH} levels",
+                        "a site is about 5 levels deep",
+                    )
+            elif isinstance(token, _CLOSE):
+                depth -= 1
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except (yaml.YAMLError, ValueError, UnicodeError, RecursionError):
-        return 0
+        return None  # the reader reports it, with its position
     sizes: dict[int, int] = {}
 
-    def size(node: Node, depth: int) -> int:
-        if id(node) in sizes:
-            return sizes[id(node)]
-        sizes[id(node)] = 1  # an alias inside its own anchor counts once
-        total = 1
-        if depth < 200:
+    def size(node: Node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = 1  # an alias inside its own anchor counts once
+            children: list[Node] = []
             if isinstance(node, SequenceNode):
-                total += sum(size(child, depth + 1) for child in node.value)
+                children = node.value
             elif isinstance(node, MappingNode):
-                total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
-        sizes[id(node)] = min(total, MAX_NODES + 1)
+                children = [n for pair in node.value for n in pair]
+            sizes[id(node)] = min(1 + sum(size(c) for c in children), MAX_NODES + 1)
         return sizes[id(node)]
 
-    return 0 if root is None else size(root, 0)
+    if root is not None and size(root) > MAX_NODES:
+        return (
+            f"the YAML expands to more than {MAX_NODES} nodes (aliases included)",
+            "write each instrument out; a site needs no nested aliases",
+        )
+    return None
+
+
+_OPEN: Final = (
+    yaml.FlowSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.BlockMappingStartToken,
+)
+_CLOSE: Final = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
 
 
 # --------------------------------------------------------------------------- files

@@ -55,12 +55,16 @@ from daemon.config.addresses import (
     resolve_path,
 )
 from daemon.config.errors import Problem, RuleError, rule
-from daemon.diagnostics import PathPart
 from drivers import icd
 
 SCHEMA_ID: Final = "https://cellfab.example/schemas/site-v1.json"
 NAME_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9._-]{0,31}$"
+UNIT_PATTERN: Final = f"^{icd.ID_RE.pattern}$"
 MAX_TIME_SCALE: Final = 1e7  # the twins' own upper bound (ICD 4)
+PATTERNS: Final = {  # what each pattern wants, in words (the hint of a mismatch)
+    NAME_PATTERN: "a name starts with a letter, then up to 31 letters, digits, '.', '_' or '-'",
+    UNIT_PATTERN: "a unit id is 1 to 32 letters, digits, '.', '_' or '-' (ICD 0), e.g. INC07",
+}
 
 
 # --------------------------------------------------------------------------- paths
@@ -107,7 +111,7 @@ RecipeSource = _path("source", "A recipe file or a folder of them, relative to t
 JournalFile = _path("journal", "The journal database file, relative to the site file")
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-UnitId = Annotated[str, StringConstraints(pattern=f"^{icd.ID_RE.pattern}$")]
+UnitId = Annotated[str, StringConstraints(pattern=UNIT_PATTERN)]
 
 
 def _text(check: Callable[[str, Path | None], object]) -> Any:
@@ -241,7 +245,8 @@ class Security(_Model):
     )
     policy: Literal["Basic256Sha256", "Aes256_Sha256_RsaPss"] = Field(
         "Basic256Sha256",
-        description="OPC UA security policy, always with SignAndEncrypt (ICD 1)",
+        description="OPC UA security policy, always with SignAndEncrypt (ICD 1); the "
+        "deprecated Basic128Rsa15 and Basic256 are refused",
     )
     certificate: CertFile | None = Field(None, description="Our client certificate")
     private_key: KeyFile | None = Field(None, description="Our client private key")
@@ -305,6 +310,11 @@ class Shuttle(_Model):
         description="Units (bays, e.g. INC07) of this shuttle that the site does not use",
     )
 
+    def wire(self) -> tuple[tuple[str, ...], tuple[str, str]]:
+        """Where the endpoint is written, and the endpoint as compared (host in lower case)."""
+        parts = urlsplit(self.url)
+        return ("url",), ("opc.tcp", f"opc.tcp://{parts.netloc.lower()}{parts.path}")
+
     @model_validator(mode="after")
     def _units_once(self) -> Shuttle:
         seen: set[str] = set()
@@ -349,6 +359,12 @@ class Analyzer(_Model):
         assert self.tcp is not None
         return parse_host_port(self.tcp, icd.DEFAULT_CELLQ_PORT)
 
+    def wire(self) -> tuple[tuple[str, ...], tuple[str, str]]:
+        """Where the endpoint is written, and the endpoint as compared."""
+        if self.rtu is not None:
+            return ("rtu", "device"), ("serial", os.path.normpath(self.rtu.device))
+        return ("tcp",), ("tcp", str(self.endpoint).lower())
+
     @model_validator(mode="after")
     def _one_wire(self) -> Analyzer:
         if (self.tcp is None) == (self.rtu is None):
@@ -366,6 +382,10 @@ class Balance(_Model):
 
     name: Name = Field(description="Unique name of this instrument in the site")
     device: Device = Field(description="The serial device, e.g. /dev/ttyUSB1")
+
+    def wire(self) -> tuple[tuple[str, ...], tuple[str, str]]:
+        """Where the endpoint is written, and the endpoint as compared."""
+        return ("device",), ("serial", os.path.normpath(self.device))
 
 
 class Site(_Model):
@@ -392,66 +412,33 @@ class Site(_Model):
     def _each_once(self) -> Site:
         problems: list[Problem] = []
         names: dict[str, str] = {}
-        endpoints: dict[str, str] = {}
-        for path, name, endpoint in self._instruments():
-            where = _where(path)
-            if name in names:
-                problems.append(
-                    Problem(
-                        (*path, "name"),
-                        f"the name {name} is taken by {names[name]}",
-                        "names are unique across shuttles, analyzers and balances",
+        wires: dict[tuple[str, str], str] = {}
+        kinds = (("shuttles", self.shuttles), ("analyzers", self.analyzers))
+        for kind, items in (*kinds, ("balances", self.balances)):
+            for i, item in enumerate(items):
+                where = f"{item.name} ({kind}[{i}])"
+                if item.name in names:
+                    problems.append(
+                        Problem(
+                            (kind, i, "name"),
+                            f"the name {item.name} is taken by {names[item.name]}",
+                            "names are unique across shuttles, analyzers and balances",
+                        )
                     )
-                )
-            names.setdefault(name, where)
-            if endpoint in endpoints:
-                problems.append(
-                    Problem(
-                        _endpoint_path(path, self),
-                        f"{endpoint} is already the endpoint of {endpoints[endpoint]}",
-                        "one endpoint (URL, host:port or serial device) serves one instrument",
+                names.setdefault(item.name, f"{kind}[{i}]")
+                at, wire = item.wire()
+                if wire in wires:
+                    problems.append(
+                        Problem(
+                            (kind, i, *at),
+                            f"{wire[1]} is already the endpoint of {wires[wire]}",
+                            "one endpoint (URL, host:port or serial device) serves one instrument",
+                        )
                     )
-                )
-            endpoints.setdefault(endpoint, where)
+                wires.setdefault(wire, where)
         if problems:
             raise RuleError(problems)
         return self
-
-    def _instruments(self) -> list[tuple[tuple[PathPart, ...], str, str]]:
-        out: list[tuple[tuple[PathPart, ...], str, str]] = []
-        for i, s in enumerate(self.shuttles):
-            out.append((("shuttles", i), s.name, _url_key(s.url)))
-        for i, a in enumerate(self.analyzers):
-            key = f"tcp {str(a.endpoint).lower()}" if a.tcp else f"serial {_device_key(a)}"
-            out.append((("analyzers", i), a.name, key))
-        for i, b in enumerate(self.balances):
-            out.append((("balances", i), b.name, f"serial {os.path.normpath(b.device)}"))
-        return out
-
-
-def _url_key(url: str) -> str:
-    parts = urlsplit(url)
-    return f"opc.tcp {parts.netloc.lower()}{parts.path}"
-
-
-def _device_key(a: Analyzer) -> str:
-    assert a.rtu is not None
-    return os.path.normpath(a.rtu.device)
-
-
-def _where(path: tuple[PathPart, ...]) -> str:
-    """``("analyzers", 1)`` -> ``analyzers[1]``."""
-    return f"{path[0]}[{path[1]}]"
-
-
-def _endpoint_path(path: tuple[PathPart, ...], site: Site) -> tuple[PathPart, ...]:
-    """The path of the key that names an instrument's endpoint."""
-    if path[0] == "shuttles":
-        return (*path, "url")
-    if path[0] == "balances":
-        return (*path, "device")
-    analyzer = site.analyzers[int(path[1])]
-    return (*path, "tcp") if analyzer.tcp else (*path, "rtu", "device")
 
 
 def json_schema() -> dict[str, Any]:
