@@ -27,7 +27,7 @@ from daemon.config.addresses import UnixSocket
 from daemon.config.defaults import DEFAULT_SITE, default_site
 from daemon.config.load import SiteError, load_site
 from daemon.config.model import Site, json_schema
-from daemon.diagnostics import format_all
+from daemon.diagnostics import format_all, validate_files
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -55,24 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    failed = errors = 0
-    for path in args.files:
-        try:
-            site = load_site(path)
-        except SiteError as exc:
-            failed += 1
-            errors += len(exc.diagnostics)
-            print(format_all(exc.diagnostics), file=sys.stderr)
-            continue
-        print(f"{path}: ok {summary(site)}", file=out)
-    if failed:
-        print(
-            f"{_count(errors, 'error')} in {failed} of {_count(len(args.files), 'file')}",
-            file=sys.stderr,
-        )
-        return EXIT_INVALID
-    return EXIT_OK
+    return validate_files(args.files, load_site, summary, SiteError, out)
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ being read; a few hundred bytes of nested aliases are refused, not expanded."""
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 from daemon.config import SiteError, load_site, load_site_text
 from daemon.config.load import MAX_NODES, MAX_SITE_BYTES, read_bounded
 from tests.config.conftest import BASE
+from tests.support.mutations import mutated
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BASE_DATA = yaml.safe_load(BASE)
@@ -61,40 +61,6 @@ trees = st.recursive(
 )
 
 
-def paths_of(data: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [at]
-    if isinstance(data, dict):
-        for k, v in data.items():
-            out += paths_of(v, (*at, k))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            out += paths_of(v, (*at, i))
-    return out
-
-
-@st.composite
-def mutated_sites(draw: st.DrawFn) -> Any:
-    """The valid site with a few of its values replaced, keys removed or added."""
-    data = copy.deepcopy(BASE_DATA)
-    for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(paths_of(data)))
-        if not path:
-            continue
-        parent = data
-        for part in path[:-1]:
-            parent = parent[part]
-        action = draw(st.sampled_from(["replace", "delete", "add"]))
-        if action == "replace":
-            parent[path[-1]] = draw(trees)
-        elif action == "delete":
-            del parent[path[-1]]
-        elif isinstance(parent, dict):
-            parent[draw(keys)] = draw(trees)
-        else:
-            parent.append(draw(trees))
-    return data
-
-
 def answer(text: str, folder: Path) -> None:
     site, diagnostics = load_site_text(text, "gen.yaml", base=folder)
     if site is None:
@@ -108,7 +74,7 @@ def answer(text: str, folder: Path) -> None:
 
 
 @SETTINGS
-@given(mutated_sites())
+@given(mutated(st.just(BASE_DATA), trees, keys))
 def test_mutated_sites_give_a_site_or_diagnostics(tmp_path_factory, data: Any) -> None:
     answer(yaml.safe_dump(data, sort_keys=False), tmp_path_factory.getbasetemp())
 
