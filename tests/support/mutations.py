@@ -3,7 +3,9 @@
 ``mutated(base, values, keys)`` draws a document from ``base`` (a strategy of plain
 data, e.g. the recipe library or a valid site) and applies one to four edits at
 random places: delete an entry, replace a value with a drawn one, rename a key, add
-a key. The one copy for tests/recipes and tests/config.
+a key. ``assert_answered`` is the property every loader keeps whatever it is given:
+a value and no diagnostics, or no value and diagnostics at real positions, never an
+internal error. The one copy for tests/recipes and tests/config.
 """
 
 from __future__ import annotations
@@ -12,6 +14,18 @@ import copy
 from typing import Any
 
 from hypothesis import strategies as st
+
+from daemon.diagnostics import Diagnostic
+
+
+def assert_answered(value: object, diagnostics: list[Diagnostic]) -> None:
+    if value is None:
+        assert diagnostics, "no value and no reason"
+    else:
+        assert diagnostics == []
+    for d in diagnostics:
+        assert "internal error" not in d.message, d.format()
+        assert d.line >= 1 and d.column >= 1
 
 
 def paths_of(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
