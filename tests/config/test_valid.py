@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import load_site
+from daemon.config import load_site, load_site_text
 from daemon.config.addresses import HostPort, UnixSocket
 from daemon.config.model import Rtu, Site
 from tests.config.conftest import BASE, Check
@@ -125,3 +125,12 @@ def test_the_model_is_frozen(check: Check) -> None:
     with pytest.raises(ValueError):
         site.site = "other"  # type: ignore[misc]
     assert isinstance(site, Site)
+
+
+def test_the_readmes_example_is_a_valid_site(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Sites\n", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    site, diagnostics = load_site_text(example, "README.md", base=tmp_path, files=False)
+    assert diagnostics == [], [d.format() for d in diagnostics]
+    assert site is not None and [s.name for s in site.shuttles] == ["shuttle1", "devshuttle"]
