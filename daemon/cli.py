@@ -5,6 +5,7 @@ Subcommands:
   demo    twins plus a scripted walk of one cartridge through the cell
   recipe  validate, show and graph recipes (daemon.recipe_cli)
   journal back up, restore and verify the journal (daemon.journal.cli)
+  site    validate and show sites (daemon.config.cli)
 
 Only `sim` and `demo` load simulators/, and only when they run.
 """
@@ -31,6 +32,7 @@ def _add_sim_arguments(p: argparse.ArgumentParser, *, time_scale: float) -> None
 def build_parser() -> argparse.ArgumentParser:
     from daemon import recipe_cli
     from daemon.journal import cli as journal_cli
+    from daemon.config import cli as site_cli
 
     parser = argparse.ArgumentParser(
         prog="cellfab", description="Control software for an automated cell-therapy cell."
@@ -38,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sim = sub.add_parser("sim", help="run the software twins of one cell")
-    _add_sim_arguments(sim, time_scale=1.0)
+    _add_sim_arguments(sim, time_scale=3600.0)  # the embedded default site's (daemon.config)
     sim.add_argument("--shuttle-port", type=int, default=4840, metavar="P")
     sim.add_argument("--cellq-port", type=int, default=5020, metavar="P")
     sim.add_argument(
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     recipe_cli.register(sub)
     journal_cli.register(sub)
+    site_cli.register(sub)
     return parser
 
 

@@ -6,18 +6,21 @@ its one text format, shared by every command that reports problems in a file::
     recipes/cart.yaml:12:7: error: unknown program 'expand' [path steps.grow.op]
       hint: programs are: cell_selection, activation, ...
 
-Lines and columns are 1-based, like every compiler and editor. It imports nothing
-else from the project.
+Lines and columns are 1-based, like every compiler and editor. ``validate_files`` is
+the one ``validate FILE...`` command loop (recipes and sites). It imports nothing else
+from the project.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TextIO, TypeVar
 
 Severity = Literal["error", "warning"]
 PathPart = str | int
+T = TypeVar("T")
 
 
 def format_path(path: Sequence[PathPart]) -> str:
@@ -68,3 +71,36 @@ def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
 
 def _position(d: Diagnostic) -> tuple[str, int, int, str]:
     return (d.file, d.line, d.column, d.message)
+
+
+def validate_files(
+    paths: Sequence[str],
+    load: Callable[[str], T],
+    ok: Callable[[T], str],
+    refused: type[Exception],
+    out: TextIO | None = None,
+) -> int:
+    """The ``validate FILE...`` commands: ``FILE: ok <ok(value)>`` on ``out`` for each
+    file that loads, every diagnostic of the others on stderr, then a count of errors
+    and files; exit status 1 when any file was refused by ``load`` (raising
+    ``refused``, an exception with ``diagnostics``), else 0."""
+    out = out or sys.stdout
+    failed = errors = 0
+    for path in paths:
+        try:
+            value = load(path)
+        except refused as exc:
+            diagnostics: list[Diagnostic] = getattr(exc, "diagnostics", [])
+            failed += 1
+            errors += len(diagnostics)
+            print(format_all(diagnostics), file=sys.stderr)
+            continue
+        print(f"{path}: ok {ok(value)}", file=out)
+    if failed:
+        print(
+            f"{errors} error{'s' if errors != 1 else ''} in {failed} of {len(paths)} "
+            f"file{'s' if len(paths) != 1 else ''}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from daemon.diagnostics import format_all
+from daemon.diagnostics import format_all, validate_files
 from daemon.recipe import SAMPLE_RESULTS, Recipe, RecipeError, load_recipe
 from daemon.recipe_models import (
     AwaitStep,
@@ -65,26 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- commands
 def cmd_validate(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    failed = 0
-    errors = 0
-    for path in args.files:
-        try:
-            recipe = load_recipe(path)
-        except RecipeError as exc:
-            failed += 1
-            errors += len(exc.diagnostics)
-            print(format_all(exc.diagnostics), file=sys.stderr)
-            continue
-        print(f"{path}: ok {recipe.name} {recipe.version} sha256:{recipe.hash}", file=out)
-    if failed:
-        print(
-            f"{errors} error{'s' if errors != 1 else ''} in {failed} of {len(args.files)} "
-            f"file{'s' if len(args.files) != 1 else ''}",
-            file=sys.stderr,
-        )
-        return EXIT_INVALID
-    return EXIT_OK
+    return validate_files(
+        args.files,
+        load_recipe,
+        lambda r: f"{r.name} {r.version} sha256:{r.hash}",
+        RecipeError,
+        out,
+    )
 
 
 def _load_or_report(path: str) -> Recipe | None:
