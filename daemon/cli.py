@@ -31,8 +31,8 @@ def _add_sim_arguments(p: argparse.ArgumentParser, *, time_scale: float) -> None
 
 def build_parser() -> argparse.ArgumentParser:
     from daemon import recipe_cli
-    from daemon.journal import cli as journal_cli
     from daemon.config import cli as site_cli
+    from daemon.journal import cli as journal_cli
 
     parser = argparse.ArgumentParser(
         prog="cellfab", description="Control software for an automated cell-therapy cell."

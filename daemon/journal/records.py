@@ -313,6 +313,9 @@ def decode(type_name: str, body: str) -> Record:
     unknown = set(data) - names
     if unknown:
         raise RecordError(f"{type_name}: unknown fields {sorted(unknown)}")
+    for f in dataclasses.fields(cls):
+        if f.name in data and (why := _type_error(str(f.type), data[f.name])) is not None:
+            raise RecordError(f"{type_name}.{f.name}: {why}")
     try:
         record = cls(**data)
     except TypeError as exc:
@@ -320,3 +323,27 @@ def decode(type_name: str, body: str) -> Record:
     if not (math.isfinite(record.at) and math.isfinite(record.pt)):
         raise RecordError(f"{type_name}: non-finite time")
     return record
+
+
+def _type_error(annotation: str, value: Any) -> str | None:
+    """Why a decoded JSON value does not fit a field's annotation (None when it does).
+    Annotations of record fields are few and simple; an unknown one is a bug here."""
+    if annotation.endswith(" | None"):
+        return None if value is None else _type_error(annotation[: -len(" | None")], value)
+    if annotation == "str":
+        ok = isinstance(value, str)
+    elif annotation == "bool":
+        ok = isinstance(value, bool)
+    elif annotation == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif annotation == "float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif annotation.startswith("dict[str, float]"):
+        ok = isinstance(value, dict) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+        )
+    elif annotation.startswith("dict["):
+        ok = isinstance(value, dict)
+    else:
+        raise AssertionError(f"record field annotation {annotation!r} has no decoder check")
+    return None if ok else f"expected {annotation}, got {type(value).__name__} {value!r:.40}"

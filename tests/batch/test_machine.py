@@ -152,3 +152,36 @@ def test_codec_round_trips_every_record_and_refuses_nan() -> None:
         r.decode("JobReleased", '{"batch_id":"B","job_seq":1,"extra":2}')
     with pytest.raises(r.RecordError, match="missing"):
         r.decode("JobReleased", '{"batch_id":"B"}')
+
+
+@pytest.mark.parametrize(
+    "type_name, body, match",
+    [
+        ("JobReleased", '{"batch_id":7,"job_seq":1}', r"JobReleased.batch_id: expected str"),
+        ("JobReleased", '{"batch_id":"B","job_seq":"one"}', r"job_seq: expected int"),
+        ("JobReleased", '{"batch_id":"B","job_seq":true}', r"job_seq: expected int"),
+        ("JobReleased", '{"batch_id":"B","job_seq":1,"at":"x"}', r"at: expected float"),
+        (
+            "JobEnded",
+            '{"batch_id":"B","job_seq":1,"state":"done","results":{"a":"b"}}',
+            r"results: expected dict\[str, float\]",
+        ),
+        (
+            "JobIntent",
+            '{"batch_id":"B","job_seq":1,"analyzer":"a","sample_id":"s","panel":1,'
+            '"step":"x","culture_ml":"lots"}',
+            r"culture_ml: expected float",
+        ),
+    ],
+)
+def test_decode_checks_every_field_type(type_name: str, body: str, match: str) -> None:
+    with pytest.raises(r.RecordError, match=match):
+        r.decode(type_name, body)
+
+
+def test_every_record_field_annotation_has_a_decode_check() -> None:
+    import dataclasses
+
+    for cls in r.RECORD_TYPES.values():
+        for f in dataclasses.fields(cls):
+            r._type_error(str(f.type), None)  # raises AssertionError for an unknown annotation

@@ -186,7 +186,7 @@ async def test_verify_reports_batches_by_state_and_the_record_count(
         ("UPDATE records SET type = 'Nope' WHERE seq = 6", "seq 6: does not decode: unknown"),
         (
             "UPDATE records SET body = json_set(body, '$.at', 'noon') WHERE seq = 4",
-            "seq 4: does not decode: StepStarted: TypeError",
+            "seq 4: does not decode: StepStarted.at: expected float, got str",
         ),
         ("UPDATE records SET batch_id = 'B0009-AAA' WHERE seq = 7", "seq 7: columns"),
         ("UPDATE records SET at = 0 WHERE seq = 8", "seq 8: columns"),
