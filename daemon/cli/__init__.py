@@ -67,7 +67,7 @@ def _run_sim(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from daemon.demo import run_demo
+    from daemon.cli.demo import run_demo
 
     return run_demo(args)
 
