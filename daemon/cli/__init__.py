@@ -1,80 +1,67 @@
-"""The `cellfab` command: argument parsing and dispatch to the subcommand owners.
+"""The `cellfab` command: global options, logging, and lazy dispatch to command groups.
 
-Subcommands:
-  sim     run the software twins of one cell (shuttle, Cell Q, balance) on one world
-  demo    twins plus a scripted walk of one cartridge through the cell
-  recipe  validate, show and graph recipes (daemon.recipe_cli)
+Command groups, one module each under ``daemon/cli/`` (``GROUPS``):
 
-Only `sim` and `demo` load simulators/, and only when they run.
+  recipe  validate, show and graph recipes (daemon.cli.recipe)
+  sim     run the software twins of one cell (daemon.cli.sim)
+  demo    twins plus a scripted walk of one cartridge (daemon.cli.demo)
+
+Only the module of the command being run is imported: ``cellfab recipe validate``
+never loads asyncua, pymodbus or simulators/ (a test holds this). A group module has
+``register(subparsers)``, which adds its parser and sets ``func`` (parsed arguments ->
+exit status). Global options, before the command: ``--log-json`` (JSON lines on
+stderr) and ``--log-level``; logging is configured once, here (``daemon.cli.logs``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from typing import Final
+
+from daemon.cli import logs
+
+# command -> (module, one-line help); the module is imported only to run its command
+GROUPS: Final[dict[str, tuple[str, str]]] = {
+    "recipe": ("daemon.cli.recipe", "validate, show and graph recipes"),
+    "sim": ("daemon.cli.sim", "run the software twins of one cell"),
+    "demo": ("daemon.cli.demo", "twins plus a scripted walk of one cartridge"),
+}
 
 
-def _add_sim_arguments(p: argparse.ArgumentParser, *, time_scale: float) -> None:
-    p.add_argument(
-        "--time-scale",
-        type=float,
-        default=time_scale,
-        metavar="N",
-        help=f"process seconds per wall second (default {time_scale:g})",
-    )
-    p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from daemon import recipe_cli
-
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s group is loaded, the others are named with
+    their help line (enough for ``cellfab --help``)."""
     parser = argparse.ArgumentParser(
         prog="cellfab", description="Control software for an automated cell-therapy cell."
     )
+    parser.add_argument(
+        "--log-json", action="store_true", help="log JSON lines on stderr (default: readable)"
+    )
+    parser.add_argument(
+        "--log-level", choices=logs.LEVELS, default=logs.DEFAULT_LEVEL, help="default: info"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    sim = sub.add_parser("sim", help="run the software twins of one cell")
-    _add_sim_arguments(sim, time_scale=1.0)
-    sim.add_argument("--shuttle-port", type=int, default=4840, metavar="P")
-    sim.add_argument("--cellq-port", type=int, default=5020, metavar="P")
-    sim.add_argument(
-        "--security",
-        choices=("none", "secure", "both"),
-        default="both",
-        help="shuttle endpoints: None only (development), secure only, or both (default)",
-    )
-    sim.add_argument(
-        "--cert-dir",
-        default="var/sim-pki",
-        help="where the shuttle twin keeps its certificate and trusted client certificates",
-    )
-    sim.set_defaults(func=_run_sim)
-
-    demo = sub.add_parser("demo", help="twins plus a scripted walk of one cartridge")
-    _add_sim_arguments(demo, time_scale=20000.0)
-    demo.set_defaults(func=_run_demo)
-
-    recipe_cli.register(sub)
+    for name, (module, help_) in GROUPS.items():
+        if name == command:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_, add_help=False)
     return parser
 
 
-def _run_sim(args: argparse.Namespace) -> int:
-    from simulators.cell import run_sim
-
-    return run_sim(args)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from daemon.cli.demo import run_demo
-
-    return run_demo(args)
+def _command(argv: Sequence[str]) -> str | None:
+    """The command group named in ``argv`` (the first word that is one)."""
+    return next((arg for arg in argv if arg in GROUPS), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
+    logs.configure(json=args.log_json, level=args.log_level)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

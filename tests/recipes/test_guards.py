@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.recipe_guards import Guard, GuardError, compile_guard
+from daemon.recipe.guards import Guard, GuardError, compile_guard
 
 NAMES = {"viability": "double", "cells": "double", "dose": "double", "n": "int", "lot": "string"}
 NAMES |= {"ok": "bool", "bags": "list<string>"}

@@ -7,8 +7,7 @@ import textwrap
 import pytest
 import yaml
 
-from daemon.recipe import dump_recipe, load_recipe_text
-from daemon.recipe_models import duration_seconds
+from daemon.recipe import dump_recipe, duration_seconds, load_recipe_text
 
 BASE = textwrap.dedent(
     """\
