@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from daemon.diagnostics import describe
+from daemon.recipe.limits import MAX_VISITS
 from drivers.icd import ASSAY_NAMES, PROGRAMS, ParamKind, ParamSpec
 
 SCHEMA_ID: Final = "https://cellfab.example/schemas/recipe-v1.json"
@@ -159,7 +160,9 @@ OnFault = Annotated[
 
 class _Step(_Model):
     description: str = ""
-    max_visits: int | None = Field(None, ge=1, description="Needed on at least one step of a loop")
+    max_visits: int | None = Field(
+        None, ge=1, le=MAX_VISITS, description="Needed on at least one step of a loop"
+    )
     hold_max: Duration | None = Field(
         None, description="Longest the cells may wait after this step before the next starts"
     )

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from daemon.diagnostics import Diagnostic, describe
 from daemon.recipe.check import bindings, graph, guards, numbers, params, programs, references
 from daemon.recipe.check.context import Context
-from daemon.recipe.check.shape import validate
+from daemon.recipe.check.shape import too_many, validate
 from daemon.recipe.guards import Guard
+from daemon.recipe.limits import LIMITS, Limits
 from daemon.recipe.models import OpStep, RecipeDoc, SampleStep
 from daemon.recipe.names import Variable
 from daemon.recipe.yaml import load_located
@@ -43,10 +44,12 @@ class Checked:
     param_uses: dict[str, tuple[ParamSpec, ...]]
 
 
-def check_text(text: str, filename: str) -> tuple[Checked | None, list[Diagnostic]]:
+def check_text(
+    text: str, filename: str, limits: Limits = LIMITS
+) -> tuple[Checked | None, list[Diagnostic]]:
     """``(checked, [])`` for a valid recipe, ``(None, diagnostics)`` otherwise."""
     ctx = Context(text, filename)
-    located, diags = load_located(text, filename)
+    located, diags = load_located(text, filename, limits)
     ctx.diags += diags
     if located is None:
         return None, ctx.sorted_diagnostics()
@@ -59,6 +62,8 @@ def check_text(text: str, filename: str) -> tuple[Checked | None, list[Diagnosti
         )
         return None, ctx.sorted_diagnostics()
     ctx.raw = located.data
+    if too_many(ctx, limits):
+        return None, ctx.sorted_diagnostics()
     doc = validate(ctx)
     raw_steps = ctx.raw.get("steps")
     ctx.names = set(raw_steps) if isinstance(raw_steps, dict) else set(ctx.steps)
@@ -77,6 +82,7 @@ def check_text(text: str, filename: str) -> tuple[Checked | None, list[Diagnosti
 def _meaning(ctx: Context, *, graph_ok: bool) -> None:
     for name, spec in ctx.params.items():
         params.check_parameter(ctx, name, spec)
+        numbers.check_parameter_numbers(ctx, name, spec)
     references.check_start(ctx)
     for name, step in ctx.steps.items():
         references.check_targets(ctx, name, step)

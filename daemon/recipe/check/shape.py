@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from daemon.diagnostics import describe, format_path
 from daemon.recipe.check.context import Context, Path, did_you_mean
+from daemon.recipe.limits import Limits
 from daemon.recipe.models import (
     DURATION_PATTERN,
     IDENT_PATTERN,
@@ -55,6 +56,23 @@ _TYPE_WORDS: Final = {
     "list_type": "a list",
 }
 _NAME_HINT: Final = "names start with a letter or _ and use only letters, digits and _"
+
+
+def too_many(ctx: Context, limits: Limits) -> bool:
+    """True (and reported) when ``steps`` or ``parameters`` has more entries than the
+    limit: such a recipe is not checked any further."""
+    over = False
+    for key, limit in (("steps", limits.steps), ("parameters", limits.parameters)):
+        value = ctx.raw.get(key)
+        if isinstance(value, dict) and len(value) > limit:
+            ctx.error(
+                (key,),
+                f"the recipe has more than {limit} {key} (the limit): {len(value)}",
+                "split the process into several recipes",
+                key=True,
+            )
+            over = True
+    return over
 
 
 def validate(ctx: Context) -> RecipeDoc | None:
@@ -150,6 +168,9 @@ def report(ctx: Context, err: Any) -> None:
     elif kind == "greater_than_equal":
         what = format_path(path) or "the recipe"
         ctx.error(path, f"{what} must be at least {(err.get('ctx') or {}).get('ge')}")
+    elif kind == "less_than_equal":
+        what = format_path(path) or "the recipe"
+        ctx.error(path, f"{what} must be at most {(err.get('ctx') or {}).get('le')} (the limit)")
     else:  # pragma: no cover - a pydantic error type we did not foresee
         ctx.error(path, f"{format_path(path)}: {err['msg']}")
 
