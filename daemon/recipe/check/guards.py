@@ -63,7 +63,7 @@ def check_guards(ctx: Context) -> None:
                 ctx.error_at(
                     guard_pos(ctx, path, when, problem.column),
                     path,
-                    f"in guard '{when}': {problem.message}",
+                    f"in guard '{_clip(when)}': {problem.message}",
                     problem.hint,
                 )
 
@@ -77,3 +77,8 @@ def guard_pos(ctx: Context, path: Path, text: str, column: int) -> tuple[int, in
         if source[col - 1 + quote :].startswith(text):
             return line, col + quote + column - 1
     return line, col
+
+
+def _clip(text: str, width: int = 60) -> str:
+    """A guard as a message quotes it: long ones shortened in the middle."""
+    return text if len(text) <= width else f"{text[: width - 20]}...{text[-17:]}"
