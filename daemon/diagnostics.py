@@ -1,7 +1,8 @@
 """Compiler-style diagnostics for files authors write (recipes, and anything else in YAML).
 
 This module owns the ``Diagnostic`` value (file, line, column, path, message, hint) and
-its one text format, shared by every command that reports problems in a file::
+its one text format (and ``describe``, the words for a value), shared by every command
+that reports problems in a file::
 
     recipes/cart.yaml:12:7: error: unknown program 'expand' [path steps.grow.op]
       hint: programs are: cell_selection, activation, ...
@@ -16,7 +17,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TextIO, TypeVar
+from typing import Any, Literal, TextIO, TypeVar
 
 Severity = Literal["error", "warning"]
 PathPart = str | int
@@ -58,6 +59,24 @@ class Diagnostic:
         if self.hint:
             head += f"\n  hint: {self.hint}"
         return head
+
+
+def describe(value: Any) -> str:
+    """A value as a message names it: ``text ('abc')``, ``a number (2.5)``, ``a list``."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"a bool ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"text ({shown!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
 
 
 def format_all(diagnostics: Iterable[Diagnostic]) -> str:

@@ -16,7 +16,7 @@ import serial
 from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
 
-from daemon.demo import _main as demo_main
+from daemon.cli.demo import _main as demo_main
 from drivers import icd
 
 CELLFAB = str(Path(sys.executable).with_name("cellfab"))

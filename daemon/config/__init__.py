@@ -7,7 +7,7 @@
   ``sim_site`` for a running SimCell;
 * ``daemon.config.build``: ``build_drivers(site)``, the one mapping from a site to
   driver objects (imported on its own: it loads the protocol libraries);
-* ``daemon.config.cli``: ``cellfab site validate|show|schema``.
+* ``daemon.cli.site``: ``cellfab site validate|show|schema``.
 """
 
 from daemon.config.defaults import default_site, sim_site

@@ -31,9 +31,9 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from daemon.diagnostics import Diagnostic, PathPart, format_path
-from daemon.recipe_check import _TYPE_WORDS, _type_hint, describe
-from daemon.recipe_yaml import Located
+from daemon.diagnostics import Diagnostic, PathPart, describe, format_path
+from daemon.recipe.check.shape import _TYPE_WORDS, _type_hint
+from daemon.recipe.yaml import Located
 
 Path = tuple[PathPart, ...]
 

@@ -6,7 +6,7 @@ all of them, not only the first:
 
 1. reading (``read_bounded``): regular files only (a FIFO or a device is refused from
    its ``stat``, without opening it), at most ``MAX_SITE_BYTES``, UTF-8;
-2. YAML (``daemon.recipe_yaml.load_located``, the recipe language's reader: duplicate
+2. YAML (``daemon.recipe.yaml.load_located``, the recipe language's reader: duplicate
    keys, merge keys and odd tags are errors), after two measures that keep its work
    bounded (``_too_complex``): nesting at most ``MAX_DEPTH`` levels, measured on the
    token stream (PyYAML's scanner slows down with every open level), and at most
@@ -36,9 +36,9 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 
 from daemon.config.errors import Problem, validation_diagnostics
 from daemon.config.model import PATTERNS, PathKind, Site
-from daemon.diagnostics import Diagnostic, PathPart, format_all
-from daemon.recipe_check import describe
-from daemon.recipe_yaml import MAX_DEPTH, load_located
+from daemon.diagnostics import Diagnostic, PathPart, describe, format_all
+from daemon.recipe.limits import MAX_DEPTH
+from daemon.recipe.yaml import load_located
 
 __all__ = [
     "MAX_NODES",

@@ -40,7 +40,7 @@ def test_the_default_site_validates_and_describes_the_sim_twins(home: Path) -> N
 
 
 def test_the_default_sites_ports_are_cellfab_sims_defaults() -> None:
-    args = build_parser().parse_args(["sim"])
+    args = build_parser("sim").parse_args(["sim"])
     site = default_site()
     assert site.shuttles[0].url == f"opc.tcp://{args.host}:{args.shuttle_port}/shuttle"
     assert site.analyzers[0].tcp == f"{args.host}:{args.cellq_port}"
@@ -49,7 +49,7 @@ def test_the_default_sites_ports_are_cellfab_sims_defaults() -> None:
 
 def test_the_daemon_and_cellfab_sim_share_one_time_scale() -> None:
     """Two numbers that must agree: the default site's clock and `cellfab sim`'s default."""
-    assert default_site().clock.time_scale == build_parser().parse_args(["sim"]).time_scale
+    assert default_site().clock.time_scale == build_parser("sim").parse_args(["sim"]).time_scale
 
 
 def test_the_default_site_text_says_why_there_is_no_balance() -> None:

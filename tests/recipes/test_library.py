@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.recipe import ParameterError, load_recipe
-from daemon.recipe_cli import schema_text
-from daemon.recipe_models import OpStep, SampleStep
+from daemon.recipe import OpStep, ParameterError, SampleStep, load_recipe
+from daemon.recipe.schema import schema_text
 from drivers.icd import PROGRAMS
 from tests.recipes.conftest import LIBRARY, RECIPES
 
@@ -100,7 +99,7 @@ def test_resolve_parameters_checks_types_ranges_and_icd_ranges() -> None:
             {"moi": 11, "bags": 2.5, "vector_lot": "bad lot!", "speed": 1, "culture_ml": "x"}
         )
     problems = " | ".join(info.value.problems)
-    assert "'moi'=11 is above its maximum 10" in problems
+    assert "'moi'=11 is above 10" in problems
     assert "'bags' must be a whole number" in problems
     assert "not an identifier" in problems  # ICD str rule for the vector parameter
     assert "unknown parameter 'speed'" in problems

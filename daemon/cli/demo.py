@@ -24,6 +24,7 @@ from typing import Any
 
 from asyncua import Client
 
+from daemon.cli.sim import add_world_arguments
 from drivers import icd
 from drivers.base import (
     InstrumentError,
@@ -216,3 +217,10 @@ def run_demo(args: argparse.Namespace) -> int:
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     print("note: the demo uses the shuttle's unsecured development endpoint", flush=True)
     return asyncio.run(_main(args, lambda line: print(line, flush=True)))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `demo` to the `cellfab` parser (daemon.cli loads this module only to run it)."""
+    demo = subparsers.add_parser("demo", help="twins plus a scripted walk of one cartridge")
+    add_world_arguments(demo, time_scale=20000.0)
+    demo.set_defaults(func=run_demo)

@@ -14,11 +14,31 @@ inference over the names a recipe declares (parameters, bound results, ``visits`
 * ``== !=`` need the same type on both sides; ``in`` a list of the left side's type;
 * ``double(x)``, ``int(x)`` and ``size(s)`` are the functions a guard may call.
 
-A guard must be bool. ``Guard.evaluate(env)`` is the API the batch executor uses.
+A guard must be bool. ``Guard.evaluate(env)`` is the API the batch executor uses; it
+raises nothing but ``GuardError`` (a missing value, a division by zero, an overflow
+past int64, anything cel-python's interpreter raises), which the engine treats as a
+fault of the step, with the guard's text.
+
+What the checker can prove fails is refused at load: a division or modulo by a
+literal zero, an int literal outside int64 (uint64 for ``123u``), a double literal
+that is not finite, and a guard too large or too deeply nested (``daemon.recipe.limits``:
+characters, parse-tree nodes, parse-tree depth).
+
+The stack. cel-python's interpreter walks the parse tree recursively, four to five
+Python frames per tree level, and one parenthesis or call is about ten levels; so
+``celpy.Environment()`` raises the process's recursion limit to 2500 ("to handle the
+defined minimums for CEL": a dozen nested parentheses already need ~600 frames). We
+keep a floor of that limit (``RECURSION_FLOOR``, set here, not left to cel-python's
+side effect) and bound the tree instead: the deepest guard ``MAX_GUARD_DEPTH`` allows
+needs about 1000 frames to evaluate (a test measures it), so no guard reaches the
+limit from any reasonable caller. Parsing (lark's LALR parser) and the depth measure
+are iterative; the type checker recurses only over trees within the bound.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -26,7 +46,16 @@ from typing import Any, Final
 import celpy
 import lark
 from celpy import celtypes
-from celpy.evaluation import CELEvalError, CELUnsupportedError
+from celpy.evaluation import CELEvalError
+
+from daemon.recipe.limits import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_GUARD_CHARS,
+    MAX_GUARD_DEPTH,
+    MAX_GUARD_NODES,
+    UINT64_MAX,
+)
 
 # CEL types we infer. "error" poisons an expression whose problem is already reported.
 BOOL, INT, UINT, DOUBLE, STRING, VISITS, ERROR = (
@@ -39,7 +68,7 @@ BOOL, INT, UINT, DOUBLE, STRING, VISITS, ERROR = (
     "error",
 )
 NUMERIC: Final = frozenset({INT, UINT, DOUBLE})
-MAX_GUARD_CHARS: Final = 1000
+RECURSION_FLOOR: Final = 2500  # what cel-python sets; see the module docstring
 
 BUILTINS: Final[dict[str, str]] = {
     "visits": VISITS,  # visits.<step>: int, how often the step has started
@@ -47,6 +76,8 @@ BUILTINS: Final[dict[str, str]] = {
 }
 
 _ENV = celpy.Environment()
+if sys.getrecursionlimit() < RECURSION_FLOOR:  # pragma: no cover - cel-python >= 0.5 sets it
+    sys.setrecursionlimit(RECURSION_FLOOR)
 
 
 class GuardError(Exception):
@@ -171,6 +202,13 @@ class _Checker:
         left, right = self.infer(op_node.children[0]), self.infer(right_node)
         if ERROR in (left, right):
             return ERROR
+        if symbol in "/%" and _literal_number(right_node) == 0:
+            what = "division" if symbol == "/" else "modulo"
+            return self.fail(
+                right_node,
+                f"{what} by a literal zero: the guard could never be decided",
+                "divide by a value that cannot be 0",
+            )
         if symbol == "+" and left == right == STRING:
             return STRING
         if symbol == "%" and not left == right == INT:
@@ -239,7 +277,16 @@ class _Checker:
             "MLSTRING_LIT": STRING,
             "BOOL_LIT": BOOL,
         }.get(tok.type)
-        return kind or self.fail(node, f"{tok.type.removesuffix('_LIT').lower()} is not supported")
+        if kind is None:
+            return self.fail(node, f"{tok.type.removesuffix('_LIT').lower()} is not supported")
+        value = _number(tok)
+        if kind == INT and not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+            return self.fail(node, f"{tok} is outside CEL's int range (64 bits)")
+        if kind == UINT and not 0 <= value <= UINT64_MAX:  # type: ignore[operator]
+            return self.fail(node, f"{tok} is outside CEL's uint range (64 bits)")
+        if kind == DOUBLE and not math.isfinite(value):  # type: ignore[arg-type]
+            return self.fail(node, f"{tok} is not a finite number")
+        return kind
 
     def t_list_lit(self, node: lark.Tree) -> str:
         if not node.children or node.children[0] is None:
@@ -289,29 +336,93 @@ class Guard:
 
     def evaluate(self, env: Mapping[str, Any]) -> bool:
         """Evaluate with ``env``: variable values by name, ``visits`` a step -> count map,
-        ``elapsed_h`` process hours. Raises GuardError when it cannot decide."""
+        ``elapsed_h`` process hours. Raises GuardError, and only GuardError, when it
+        cannot decide."""
+        try:
+            return self._evaluate(env)
+        except GuardError as exc:
+            raise GuardError(f"{self.text!r}: {exc}") from exc.__cause__
+        except RecursionError as exc:  # not reachable within MAX_GUARD_DEPTH; a last net
+            raise GuardError(f"{self.text!r}: nested too deeply to evaluate") from exc
+        except CELEvalError as exc:
+            raise GuardError(f"{self.text!r}: {_reason(exc)}") from exc
+        except Exception as exc:  # anything cel-python's interpreter lets out
+            raise GuardError(f"{self.text!r}: {type(exc).__name__}: {exc}") from exc
+
+    def _evaluate(self, env: Mapping[str, Any]) -> bool:
         activation: dict[str, Any] = {}
         for name in self.names:
             if name not in env or env[name] is None:
-                raise GuardError(f"{self.text!r} needs {name}, which has no value yet")
+                raise GuardError(f"needs {name}, which has no value yet")
             activation[name] = _to_cel(name, self.types[name], env[name])
         if self.visits:
             counts = env.get("visits") or {}
             activation["visits"] = celtypes.MapType(
                 {
-                    celtypes.StringType(s): celtypes.IntType(int(counts.get(s, 0)))
+                    celtypes.StringType(s): _to_cel(f"visits.{s}", INT, counts.get(s, 0))
                     for s in self.visits
                 }
             )
-        try:
-            result = _ENV.program(self._ast).evaluate(activation)
-        except (CELEvalError, CELUnsupportedError, TypeError, ValueError, ArithmeticError) as exc:
-            raise GuardError(f"{self.text!r}: {exc.args[0] if exc.args else exc}") from exc
+        result = _ENV.program(self._ast).evaluate(activation)
         if isinstance(result, CELEvalError):
-            raise GuardError(f"{self.text!r}: {result.args[0] if result.args else result}")
+            raise GuardError(_reason(result))
         if not isinstance(result, celtypes.BoolType):
-            raise GuardError(f"{self.text!r} gave {result!r}, not true or false")
+            raise GuardError(f"gave {result!r}, not true or false")
         return bool(result)
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a value whose repr fails is still named
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _reason(error: CELEvalError) -> str:
+    return str(error.args[0]) if error.args else "cannot be evaluated"
+
+
+def _number(tok: lark.Token) -> int | float | None:
+    """The value of a numeric literal token (INT_LIT, UINT_LIT, FLOAT_LIT), else None."""
+    text = str(tok)
+    if tok.type == "FLOAT_LIT":
+        return float(text)
+    if tok.type in ("INT_LIT", "UINT_LIT"):
+        digits = text.rstrip("uU")
+        return int(digits, 16 if "x" in digits.lower() else 10)
+    return None
+
+
+def _literal_number(node: lark.Tree | lark.Token) -> int | float | None:
+    """The number a subtree is when it is only a literal (in parentheses, negated), else
+    None: ``0``, ``(0)``, ``-0.0`` are 0."""
+    sign = 1
+    while isinstance(node, lark.Tree):
+        kids = [c for c in node.children if c is not None]
+        if node.data == "unary" and len(kids) == 2 and getattr(kids[0], "data", "") == "unary_neg":
+            sign, node = -sign, kids[1]
+        elif node.data == "literal" and kids and isinstance(kids[0], lark.Token):
+            value = _number(kids[0])
+            return None if value is None else sign * value
+        elif len(kids) == 1:
+            node = kids[0]
+        else:
+            return None
+    return None
+
+
+def _measure(tree: lark.Tree) -> tuple[int, int]:
+    """(depth, nodes) of a parse tree, without recursion."""
+    depth = nodes = 0
+    stack: list[tuple[Any, int]] = [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        nodes += 1
+        depth = max(depth, level)
+        if isinstance(node, lark.Tree):
+            stack.extend((c, level + 1) for c in node.children if c is not None)
+    return depth, nodes
 
 
 def _to_cel(name: str, type_: str, value: Any) -> Any:
@@ -327,7 +438,8 @@ def _to_cel(name: str, type_: str, value: Any) -> Any:
         if type_ == list_type(STRING):
             return celtypes.ListType([celtypes.StringType(str(v)) for v in value])
     except (TypeError, ValueError, OverflowError) as exc:
-        raise GuardError(f"{name}={value!r} is not a {type_}") from exc
+        article = "an" if type_ == INT else "a"
+        raise GuardError(f"{name}={_short(value)} is not {article} {type_}") from exc
     raise GuardError(f"{name} has type {type_}, which guards cannot read")
 
 
@@ -342,21 +454,33 @@ def compile_guard(
         return None, [GuardProblem("the guard is empty", hint="write a condition, e.g. x > 1.0")]
     try:
         ast = _ENV.compile(text)
-    except celpy.CELParseError as exc:
+    except (celpy.CELParseError, lark.exceptions.LarkError) as exc:
         return None, [
             GuardProblem(
                 "the guard is not a valid CEL expression",
-                int(exc.column or 1),
+                int(getattr(exc, "column", 1) or 1),
                 "check the operators (&&, ||, !, <, ==) and that parentheses and quotes match",
             )
         ]
-    except RecursionError:
-        return None, [GuardProblem("the guard is nested too deeply")]
+    depth, nodes = _measure(ast)
+    if nodes > MAX_GUARD_NODES:
+        return None, [
+            GuardProblem(
+                f"the guard is too large: {nodes} parse-tree nodes (the limit is "
+                f"{MAX_GUARD_NODES})",
+                hint="split it over several branches or steps",
+            )
+        ]
+    if depth > MAX_GUARD_DEPTH:
+        return None, [
+            GuardProblem(
+                f"the guard is nested too deeply: its parse tree is {depth} levels deep "
+                f"(the limit is {MAX_GUARD_DEPTH}, about 20 nested parentheses or calls)",
+                hint="write it flatter, or split it over several branches or steps",
+            )
+        ]
     checker = _Checker({**BUILTINS, **names}, frozenset(steps))
-    try:
-        result = checker.infer(ast)
-    except RecursionError:
-        return None, [GuardProblem("the guard is nested too deeply")]
+    result = checker.infer(ast)
     if result not in (BOOL, ERROR):
         checker.problems.append(
             GuardProblem(f"a guard must be true or false, this one is {result}", 1)

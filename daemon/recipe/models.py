@@ -1,9 +1,11 @@
 """The recipe document as typed pydantic models: the edge of the recipe language.
 
 This module owns the shape of a recipe file (keys, types, which keys each step kind
-takes) and nothing of its meaning: program names, ranges, graph rules and guard types
-are checked in ``daemon.recipe`` against ``drivers.icd``. ``recipes/schema.json`` is
-generated from ``RecipeDoc`` (``json_schema()``), so editors and the loader agree.
+takes), the ways out of a step (``branches_of``, ``edges_of``) and the rule a parameter's
+value must follow (``Parameter.check``, which is ``drivers.icd.ParamSpec.check`` for
+numbers and choices). Meaning is checked in ``daemon.recipe.check`` against
+``drivers.icd``. ``recipes/schema.json`` is generated from ``RecipeDoc``
+(``daemon.recipe.schema``), so editors and the loader agree.
 
 Step kinds are told apart by their kind key (``op``, ``sample``, ``await``,
 ``confirm``, ``wait``, ``decide``, ``complete``, ``fail``); a sample step may also
@@ -26,7 +28,9 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from drivers.icd import ASSAY_NAMES, PROGRAMS
+from daemon.diagnostics import describe
+from daemon.recipe.limits import MAX_VISITS
+from drivers.icd import ASSAY_NAMES, PROGRAMS, ParamKind, ParamSpec
 
 SCHEMA_ID: Final = "https://cellfab.example/schemas/recipe-v1.json"
 
@@ -101,6 +105,28 @@ class Parameter(_Model):
     max: float | None = None
     choices: list[str] | None = Field(None, description="For string parameters: allowed values")
 
+    def spec(self, name: str) -> ParamSpec | None:
+        """The ICD rule of this parameter's values (type, range, choices), labelled
+        ``parameter 'name'`` for messages; None for bool and free text."""
+        label = f"parameter {name!r}"
+        if self.type in ("number", "int"):
+            kind = ParamKind.NUMBER if self.type == "number" else ParamKind.INT
+            return ParamSpec(label, kind, self.min, self.max)
+        if self.type == "string" and self.choices is not None:
+            return ParamSpec(label, ParamKind.ENUM, choices=tuple(self.choices))
+        return None
+
+    def check(self, name: str, value: Any) -> str | None:
+        """Why ``value`` does not fit this parameter, or None. Numbers and choices follow
+        ``ParamSpec.check`` (the one copy of those rules); bool and text are type checks."""
+        if (spec := self.spec(name)) is not None:
+            return spec.check(value)
+        if self.type == "bool":
+            return None if isinstance(value, bool) else f"parameter {name!r} must be true or false"
+        if not isinstance(value, str):
+            return f"parameter {name!r} must be text, got {describe(value)}"
+        return None
+
 
 class Guard(_Model):
     """One branch: ``when`` is a CEL expression; the last branch has no ``when``."""
@@ -134,7 +160,9 @@ OnFault = Annotated[
 
 class _Step(_Model):
     description: str = ""
-    max_visits: int | None = Field(None, ge=1, description="Needed on at least one step of a loop")
+    max_visits: int | None = Field(
+        None, ge=1, le=MAX_VISITS, description="Needed on at least one step of a loop"
+    )
     hold_max: Duration | None = Field(
         None, description="Longest the cells may wait after this step before the next starts"
     )
@@ -263,12 +291,28 @@ class RecipeDoc(_Model):
     steps: dict[Ident, Step] = Field(min_length=1)
 
 
+def branches_of(step: Any) -> list[tuple[str | None, str]]:
+    """The ordered (when, target) pairs of a step's ``next`` or ``decide``; a plain
+    ``next: name`` is ``[(None, name)]``, a step without ways out ``[]``."""
+    if isinstance(step, DecideStep):
+        return [(g.when, g.goto) for g in step.decide]
+    nxt = getattr(step, "next", None)
+    if nxt is None:
+        return []
+    if isinstance(nxt, str):
+        return [(None, nxt)]
+    return [(g.when, g.goto) for g in nxt]
+
+
+def edges_of(step: Any) -> list[str]:
+    """Every step this one may go to (branches, then on_fault), in order, no repeats."""
+    out = [target for _w, target in branches_of(step)]
+    on_fault = getattr(step, "on_fault", "hold")
+    if on_fault != "hold":
+        out.append(on_fault)
+    return list(dict.fromkeys(out))
+
+
 def strip_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     """Drop union tags (``§op``) from a pydantic error location."""
     return tuple(p for p in loc if not (isinstance(p, str) and p.startswith("§")))
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a recipe file (what recipes/schema.json holds)."""
-    schema = RecipeDoc.model_json_schema(by_alias=True)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -7,6 +7,11 @@ keys and merge keys. It uses PyYAML's ``compose`` node tree, whose marks give th
 position of every node; scalars are built by PyYAML's own SafeConstructor, so the
 values are exactly what ``yaml.safe_load`` would produce.
 
+Work is bounded (``daemon.recipe.limits``): while composing, the aliases, the nodes
+and the nesting depth are counted and composing stops at the first limit; while
+walking, every node visited counts, so an alias is paid for each time it is used and
+nested aliases (the "billion laughs") stop after ``limits.nodes`` nodes, not 9^9.
+
 Positions are 1-based (line, column). Nothing here knows what a recipe is.
 """
 
@@ -17,16 +22,80 @@ from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.error import Mark
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from daemon.diagnostics import Diagnostic, PathPart
+from daemon.recipe.limits import LIMITS, Limits
 
 Path = tuple[PathPart, ...]
 Pos = tuple[int, int]
 
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
-MAX_DEPTH = 64  # deeper documents are refused, not walked (a recipe is ~6 levels deep)
+_DEPTH_HINT = "a recipe is about 6 levels deep"
+
+
+class LimitExceeded(Exception):
+    """The text asks for more work than a limit allows; ``pos`` is where it did."""
+
+    def __init__(self, message: str, pos: tuple[int, int], hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.pos, self.hint = message, pos, hint
+
+
+def _mark_pos(mark: Mark | None) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting aliases, nodes and depth while it composes."""
+
+    def __init__(self, text: str, limits: Limits) -> None:
+        super().__init__(text)
+        self.limits = limits
+        self.aliases = 0
+        self.nodes = 0
+        self.depth = 0
+
+    def compose_node(self, parent: Node | None, index: object) -> Node:
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
+            self.aliases += 1
+            if self.aliases > self.limits.aliases:
+                raise LimitExceeded(
+                    f"the YAML uses more than {self.limits.aliases} aliases (the limit)",
+                    _mark_pos(event.start_mark),
+                    "write the values out instead of '*name'",
+                )
+            return super().compose_node(parent, index)
+        self.nodes += 1
+        if self.nodes > self.limits.nodes:
+            raise LimitExceeded(
+                f"the YAML has more than {self.limits.nodes} nodes (the limit)",
+                _mark_pos(event.start_mark),
+            )
+        self.depth += 1
+        try:
+            if self.depth > self.limits.depth:
+                raise LimitExceeded(
+                    f"the YAML is nested deeper than {self.limits.depth} levels (the limit)",
+                    _mark_pos(event.start_mark),
+                    _DEPTH_HINT,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def compose(text: str, limits: Limits = LIMITS) -> Node | None:
+    """The node tree of one YAML document (None when empty), within ``limits``."""
+    loader = _Loader(text, limits)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
 
 
 @dataclass(slots=True)
@@ -58,10 +127,14 @@ def _pos(node: Node) -> Pos:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def load_located(text: str, filename: str) -> tuple[Located | None, list[Diagnostic]]:
+def load_located(
+    text: str, filename: str, limits: Limits = LIMITS
+) -> tuple[Located | None, list[Diagnostic]]:
     """Parse one YAML document; never raises for bad input (problems become diagnostics)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = compose(text, limits)
+    except LimitExceeded as exc:
+        return None, [Diagnostic(filename, *exc.pos, exc.message, hint=exc.hint)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -79,24 +152,23 @@ def load_located(text: str, filename: str) -> tuple[Located | None, list[Diagnos
         return None, [Diagnostic(filename, 1, 1, f"YAML error: {exc}")]
     except (ValueError, UnicodeError) as exc:
         return None, [Diagnostic(filename, 1, 1, f"unreadable text: {exc}")]
-    except RecursionError:  # PyYAML's composer recurses once per nesting level
-        return None, [
-            Diagnostic(
-                filename, 1, 1, "the YAML is nested too deeply", hint="a recipe is ~6 levels deep"
-            )
-        ]
     if node is None:
         return None, [
             Diagnostic(filename, 1, 1, "the file is empty", hint="a recipe starts with 'recipe:'")
         ]
-    walker = _Walker(filename)
-    data = walker.walk(node, (), 0)
+    walker = _Walker(filename, limits)
+    try:
+        data = walker.walk(node, (), 0)
+    except LimitExceeded as exc:
+        return None, [Diagnostic(filename, *exc.pos, exc.message, hint=exc.hint)]
     return walker.located(data), walker.diagnostics
 
 
 class _Walker:
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, limits: Limits) -> None:
         self.filename = filename
+        self.limits = limits
+        self.visited = 0
         self.constructor = SafeConstructor()
         self.diagnostics: list[Diagnostic] = []
         self.values: dict[Path, Pos] = {}
@@ -111,9 +183,21 @@ class _Walker:
         self.diagnostics.append(Diagnostic(self.filename, pos[0], pos[1], message, path, hint))
 
     def walk(self, node: Node, path: Path, depth: int) -> Any:
+        self.visited += 1
+        if self.visited > self.limits.nodes:
+            raise LimitExceeded(
+                f"the YAML expands to more than {self.limits.nodes} nodes (the limit)",
+                _pos(node),
+                "an alias counts its whole value each time it is used",
+            )
         self.values.setdefault(path, _pos(node))
-        if depth > MAX_DEPTH:
-            self.error(_pos(node), path, f"nesting deeper than {MAX_DEPTH} levels")
+        if depth >= self.limits.depth:  # an alias can nest a deep value deeper
+            self.error(
+                _pos(node),
+                path,
+                f"the YAML is nested deeper than {self.limits.depth} levels (the limit)",
+                _DEPTH_HINT,
+            )
             return None
         if id(node) in self.active:
             self.error(_pos(node), path, "an alias refers to the mapping that contains it")
