@@ -137,7 +137,7 @@ class CellView:
         self.shuttles = {name: ShuttleView(name) for name in shuttles}
         self.analyzers = {name: AnalyzerView(name) for name in analyzers}
         self._oos = dict(out_of_service or {})
-        self._publish = publish or (lambda _kind, _data: None)
+        self.publish: Publish = publish or (lambda _kind, _data: None)
         self._keys: dict[tuple[str, str], _Broadcast] = {}
         self._retry = (retry_initial, retry_max)
         self._rng = random.Random()
@@ -238,14 +238,14 @@ class CellView:
         assert view is not None
         was_up, view.up, view.reason = view.up, False, reason
         if was_up:
-            self._publish("instrument", {"instrument": name, "up": False, "reason": reason})
+            self.publish("instrument", {"instrument": name, "up": False, "reason": reason})
         self._wake_all(name)
 
     def _up(self, name: str) -> None:
         view = self.shuttles.get(name) or self.analyzers.get(name)
         assert view is not None
         view.up, view.reason = True, ""
-        self._publish("instrument", {"instrument": name, "up": True, "reason": ""})
+        self.publish("instrument", {"instrument": name, "up": True, "reason": ""})
         self._wake_all(name)
         self._tried_once(name)
 
@@ -308,13 +308,13 @@ class CellView:
                 if ev.program:
                     u.program = ev.program
                 self._wake(name, ev.unit)
-                self._publish("unit", {"shuttle": name, **_unit_dict(u)})
+                self.publish("unit", {"shuttle": name, **_unit_dict(u)})
             case ProgressChanged():
                 u = view.units.get(ev.unit)
                 if u is None:
                     return
                 u.progress, u.remaining_seconds = ev.progress, ev.remaining_seconds
-                self._publish(
+                self.publish(
                     "progress",
                     {
                         "shuttle": name,
@@ -329,14 +329,14 @@ class CellView:
                 elif (u := view.units.get(ev.location)) is not None:
                     u.cartridge_id = ev.cartridge_id
                 self._wake(name, ev.location)
-                self._publish(
+                self.publish(
                     "cartridge",
                     {"shuttle": name, "location": ev.location, "cartridge_id": ev.cartridge_id},
                 )
             case OutputPortChanged():
                 view.output_port = tuple(ev.cartridge_ids)
                 self._wake(name, icd.OUTPUT_PORT)
-                self._publish(
+                self.publish(
                     "output_port", {"shuttle": name, "cartridge_ids": list(ev.cartridge_ids)}
                 )
             case FaultChanged():
@@ -345,14 +345,14 @@ class CellView:
                 elif (u := view.units.get(ev.location)) is not None:
                     u.fault_code, u.fault_text = ev.code, ev.text
                 self._wake(name, ev.location)
-                self._publish(
+                self.publish(
                     "fault",
                     {"shuttle": name, "location": ev.location, "code": ev.code, "text": ev.text},
                 )
             case TransportChanged():
                 view.transport_state, view.transport_task = ev.state, ev.task_id
                 self._wake(name, icd.TRANSPORT)
-                self._publish(
+                self.publish(
                     "transport", {"shuttle": name, "state": ev.state, "task_id": ev.task_id}
                 )
             case ConnectionLost():
@@ -389,7 +389,7 @@ class CellView:
                     ev.free_slots,
                 )
                 self._wake(name, LINK)
-                self._publish(
+                self.publish(
                     "analyzer",
                     {
                         "analyzer": name,
@@ -405,7 +405,7 @@ class CellView:
                 else:
                     view.jobs[job.job_seq] = job
                 self._wake(name, str(job.job_seq))
-                self._publish(
+                self.publish(
                     "job",
                     {
                         "analyzer": name,

@@ -109,6 +109,14 @@ class Engine:
         self._running: set[str] = set()
         self._followed: set[int] = set()
         self.loaded = False
+        cell.publish = self._on_cell
+
+    def _on_cell(self, kind: str, data: dict[str, Any]) -> None:
+        """Instrument events: to the event bus; a change that may free a resource (a
+        bay, a link, a slot) lets the scheduler look again."""
+        self.bus.publish(kind, data)
+        if kind != "progress":
+            self.scheduler.dispatch()
 
     # ------------------------------------------------------------------ start-up
     def load(self) -> None:

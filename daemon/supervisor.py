@@ -1,0 +1,135 @@
+"""The supervisor: the daemon's one task group, from start-up to a clean stop.
+
+This module owns the order of things in ``cellfab run``::
+
+    load the site -> open the journal (refused: damaged, foreign, newer, locked)
+      -> replay it (every batch as the journal says)
+      -> connect the drivers (an unreachable instrument is retried in the background;
+         its batches hold with a deviation when they need it, the others go on)
+      -> start a runner per batch (each reconciles its in-flight step with the
+         instruments before it goes on)
+      -> serve the API -> ready
+    SIGTERM/SIGINT -> stop: the API closes, runners and drivers are cancelled (a driver
+      call in flight finishes first and its answer is journaled), the journal closes.
+      Programs keep running on the instruments; the next start reconciles them.
+
+Everything runs in one anyio task group on the asyncio backend; the journal's disk
+writes run on its own writer thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+import structlog
+
+from daemon.batch.engine import Engine
+from daemon.cell import CellView
+from daemon.clock import ProcessClock
+from daemon.config.build import Instruments, build_drivers
+from daemon.config.model import Site
+from daemon.events import EventBus
+from daemon.journal.store import Journal
+from daemon.library import Library, scan
+
+log = structlog.get_logger("cellfab.daemon")
+
+
+@dataclass
+class Daemon:
+    """Everything one running daemon holds, for the API and the tests."""
+
+    site: Site
+    journal: Journal
+    instruments: Instruments
+    bus: EventBus
+    cell: CellView
+    clock: ProcessClock
+    engine: Engine
+
+    def library(self) -> Library:
+        return scan(self.site.recipes)
+
+
+def build(site: Site, *, journal: Journal | None = None) -> Daemon:
+    """Open the journal and make the parts (nothing connects yet). JournalError when
+    the journal is refused."""
+    journal = journal or Journal.open(site.journal)
+    instruments = build_drivers(site)
+    bus = EventBus()
+    oos = {s.name: frozenset(s.out_of_service) for s in site.shuttles}
+    cell = CellView(instruments.shuttles, instruments.analyzers, out_of_service=oos)
+    clock = ProcessClock(site.clock.time_scale)
+    engine = Engine(
+        journal,
+        cell,
+        clock,
+        bus=bus,
+        allow_unapproved=site.policy.allow_unapproved_recipes,
+        site_shuttles=tuple(s.name for s in site.shuttles),
+    )
+    if site.policy.allow_unapproved_recipes:
+        log.warning(
+            "site allows unapproved recipes: development only; batches on them say so in "
+            "their record",
+            site=site.site,
+        )
+    return Daemon(site, journal, instruments, bus, cell, clock, engine)
+
+
+async def serve(
+    daemon: Daemon,
+    stop: anyio.Event,
+    *,
+    api: bool = True,
+    on_ready: Callable[[Daemon], None] | None = None,
+) -> None:
+    """Run the daemon until ``stop`` is set; returns after a clean stop."""
+    try:
+        daemon.engine.load()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.cell.run, name="instruments")
+            await daemon.cell.ready.wait()
+            await tg.start(daemon.engine.run)
+            if api:
+                from daemon.api.server import serve_api
+
+                await tg.start(serve_api, daemon)
+            log.info(
+                "ready",
+                site=daemon.site.site,
+                batches=len(daemon.engine.batches),
+                instruments={n: daemon.cell.is_up(n) for n in daemon.instruments.by_name},
+            )
+            if on_ready is not None:
+                on_ready(daemon)
+            await stop.wait()
+            log.info("stopping")
+            tg.cancel_scope.cancel()
+    finally:
+        daemon.bus.close()
+        with anyio.CancelScope(shield=True):
+            await daemon.journal.close()
+        log.info("stopped")
+
+
+async def run_until_signalled(daemon: Daemon, **kwargs: object) -> None:
+    """``serve`` with SIGTERM and SIGINT setting ``stop``."""
+    stop = anyio.Event()
+
+    async def on_signals() -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("signal", signal=signal.Signals(signum).name)
+                stop.set()
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(on_signals)
+        with contextlib.suppress(anyio.get_cancelled_exc_class()):
+            await serve(daemon, stop, **kwargs)  # type: ignore[arg-type]
+        tg.cancel_scope.cancel()
