@@ -43,6 +43,7 @@ sim: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.drivers
 	$(BIN)/python -m bench.journal
+	$(BIN)/python -m bench.recipes
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -2,13 +2,15 @@
 
 This package is the recipe language; this module is its public face, and everything
 the daemon may use is exported here (``from daemon.recipe import ...``): the loader
-(``load_recipe``, ``load_recipe_text``, ``RecipeError``), the ``Recipe`` value and its
+(``load_recipe``, ``load_recipe_text``, ``read_recipe_file``, ``RecipeError``, and
+``Limits``/``LIMITS``, the bounds of a load), the ``Recipe`` value and its
 parameter resolution (``ParameterError``), the step models, the canonical hash
 (``HASH_DOMAIN``, ``canonical_hash``, ``dump_recipe``), guards (``Guard``,
 ``GuardError``, ``compile_guard``) and diagnostics (``Diagnostic``).
 
 The modules, one owner each:
 
+* ``limits``: every bound of a load (sizes, guard size and depth, number ranges);
 * ``models``: the file's shape (pydantic; source of ``recipes/schema.json``);
 * ``yaml``: YAML with positions, duplicate keys, no tags or merge keys;
 * ``names``: ``${name}`` references, reserved names, sample results, ``Variable``;
@@ -42,7 +44,8 @@ from __future__ import annotations
 from daemon.diagnostics import Diagnostic
 from daemon.recipe.guards import Guard, GuardError, compile_guard
 from daemon.recipe.hash import HASH_DOMAIN, canonical_content, canonical_hash, dump_recipe
-from daemon.recipe.load import RecipeError, load_recipe, load_recipe_text
+from daemon.recipe.limits import LIMITS, Limits
+from daemon.recipe.load import RecipeError, load_recipe, load_recipe_text, read_recipe_file
 from daemon.recipe.models import (
     AwaitStep,
     CompleteStep,
@@ -61,6 +64,7 @@ from daemon.recipe.value import ParameterError, Recipe
 
 __all__ = [
     "HASH_DOMAIN",
+    "LIMITS",
     "SAMPLE_RESULTS",
     "AwaitStep",
     "CompleteStep",
@@ -70,6 +74,7 @@ __all__ = [
     "FailStep",
     "Guard",
     "GuardError",
+    "Limits",
     "OpStep",
     "Parameter",
     "ParameterError",
@@ -86,4 +91,5 @@ __all__ = [
     "duration_seconds",
     "load_recipe",
     "load_recipe_text",
+    "read_recipe_file",
 ]

@@ -9,8 +9,9 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from daemon.recipe import dump_recipe, load_recipe_text
+from daemon.recipe import dump_recipe, limits, load_recipe_text
 from drivers.icd import PROGRAMS, ParamKind, ParamSpec
+from tests.recipes.bounded import memory_cap
 from tests.recipes.conftest import LIBRARY
 from tests.support.mutations import assert_answered, mutated
 
@@ -167,3 +168,70 @@ def test_generated_recipes_validate_and_round_trip(data, flow: bool, sort: bool)
     assert again.hash == recipe.hash
     other = yaml.safe_dump(data, sort_keys=not sort, default_flow_style=not flow)
     assert load_recipe_text(other, "other.yaml")[0].hash == recipe.hash
+
+
+# ---------------------------------------------------------------- hostile values and shapes
+HUGE = "1" + "0" * 400
+hostile_scalars = st.one_of(
+    st.sampled_from(
+        [
+            float("nan"),
+            float("inf"),
+            -float("inf"),
+            10**30,
+            -(10**19),
+            1e300,
+            5e-324,
+            f"{HUGE}d",
+            "0s",
+            "366d1s",
+            "${" + "x" * 300 + "}",
+            "n / 0 > 1",
+            "!" * 300 + "true",
+            "(" * 120 + "true" + ")" * 120,
+            "elapsed_h < 1e400",
+            "x" * 2000,
+        ]
+    ),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+
+
+@st.composite
+def hostile_mutations(draw: st.DrawFn) -> Any:
+    data = copy.deepcopy(draw(st.sampled_from(LIBRARY_DATA)))
+    for _ in range(draw(st.integers(1, 6))):
+        paths = [p for p in _paths(data) if p]
+        path = draw(st.sampled_from(paths))
+        parent, last = _get(data, path[:-1]), path[-1]
+        if isinstance(parent, dict | list):
+            parent[last] = draw(hostile_scalars)
+    return data
+
+
+@SETTINGS
+@given(hostile_mutations())
+def test_hostile_values_in_library_recipes_give_diagnostics(data: Any) -> None:
+    with memory_cap():
+        check_answer(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+
+
+@settings(SETTINGS, max_examples=20)  # a bomb walks up to MAX_NODES nodes before it stops
+@given(st.integers(2, 12), st.integers(2, 9), st.sampled_from(["[", "{"]), st.booleans())
+def test_alias_bombs_of_any_shape_stop_at_a_limit(width: int, depth: int, kind: str, flow) -> None:
+    lines = ['recipe: bomb\nversion: "1"\nstart: a\nsteps:\n  a: {complete: ok}', "l0: &l0 x"]
+    for i in range(1, depth + 1):
+        refs = [f"*l{i - 1}"] * width
+        if kind == "[":
+            body = f"[{', '.join(refs)}]"
+        else:
+            body = "{" + ", ".join(f"k{j}: {r}" for j, r in enumerate(refs)) + "}"
+        lines.append(f"l{i}: &l{i} {body}")
+    if flow:
+        lines.append(f"steps2: *l{depth}")
+    with memory_cap():
+        recipe, diagnostics = load_recipe_text("\n".join(lines) + "\n", "bomb.yaml")
+    assert recipe is None
+    if width**depth > limits.MAX_NODES:
+        assert any("(the limit)" in d.message for d in diagnostics)

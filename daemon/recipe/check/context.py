@@ -24,6 +24,9 @@ from drivers.icd import ParamSpec
 
 Path = tuple[PathPart, ...]
 MAX_LISTED = 20  # names a hint lists before it says "and N more"
+# did-you-mean searches over a recipe's own names (steps, parameters): each costs time
+# linear in the names, so a recipe of thousands of bad references gets this many
+SUGGESTIONS = 50
 
 
 @dataclass(slots=True)
@@ -44,13 +47,29 @@ class Context:
     binders: dict[str, list[str]] = field(default_factory=dict)  # variable -> steps binding it
     guards: dict[tuple[str, int], Guard] = field(default_factory=dict)
     param_uses: dict[str, list[ParamSpec]] = field(default_factory=dict)
+    suggestions_left: int = SUGGESTIONS
     _lines: list[str] | None = None
+    _sorted_names: list[str] | None = None
 
     @property
     def lines(self) -> list[str]:
         if self._lines is None:
             self._lines = self.text.splitlines()
         return self._lines
+
+    @property
+    def sorted_names(self) -> list[str]:
+        """Every step name written, sorted (computed once)."""
+        if self._sorted_names is None:
+            self._sorted_names = sorted(self.names)
+        return self._sorted_names
+
+    def suggest(self, word: str, names: Iterable[str], prefix: str = "", suffix: str = "") -> str:
+        """``did_you_mean`` over the recipe's own names, within the SUGGESTIONS budget."""
+        if self.suggestions_left <= 0:
+            return ""
+        self.suggestions_left -= 1
+        return did_you_mean(word, names, prefix, suffix)
 
     def error(self, path: Iterable[PathPart], message: str, hint: str = "", *, key: bool = False):
         """A diagnostic at the value (or, with ``key``, the key) written at ``path``."""

@@ -35,6 +35,8 @@ from daemon.recipe.models import (
     edges_of,
 )
 
+LOOP_SHOWN = 12  # steps a loop diagnostic names before "..."
+
 
 def check_graph(ctx: Context, start: str) -> None:
     steps = ctx.steps
@@ -72,9 +74,11 @@ def check_graph(ctx: Context, start: str) -> None:
     for component in cycles(unbounded):
         ranked = sorted(component, key=order.__getitem__)
         first = ranked[0]
+        shown = ranked if len(ranked) <= LOOP_SHOWN else [*ranked[: LOOP_SHOWN - 1], "..."]
         ctx.error(
             ("steps", first),
-            f"steps {' -> '.join(ranked)} -> {first} form a loop without max_visits"
+            f"steps {' -> '.join(shown)} -> {first} form a loop without max_visits"
+            + (f" ({len(ranked)} steps)" if len(ranked) > LOOP_SHOWN else "")
             if len(ranked) > 1
             else f"step '{first}' goes to itself without max_visits",
             f"set max_visits on one step of the loop (for example '{first}') "

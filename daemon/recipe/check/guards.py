@@ -74,7 +74,7 @@ def guard_pos(ctx: Context, path: Path, text: str, column: int) -> tuple[int, in
     if 0 < line <= len(ctx.lines) and "\n" not in text:
         source = ctx.lines[line - 1]
         quote = 1 if ctx.loc.styles.get(path) in ("'", '"') else 0
-        if source[col - 1 + quote :].startswith(text):
+        if source.startswith(text, col - 1 + quote):  # no copy: a line may be the file
             return line, col + quote + column - 1
     return line, col
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from daemon.diagnostics import format_path
-from daemon.recipe.check.context import Context, Path, did_you_mean, listing
+from daemon.recipe.check.context import Context, Path, listing
 from daemon.recipe.models import Parameter
 from daemon.recipe.names import PARAM_REF, RESERVED_NAMES
 from drivers.icd import ParamKind, ParamSpec, is_id
@@ -64,7 +64,7 @@ def param_ref(ctx: Context, path: Path, value: Any) -> tuple[str | None, bool]:
         return None, False
     ref = m.group(1)
     if ref not in ctx.params:
-        hint = did_you_mean(ref, ctx.params, "${", "}")
+        hint = ctx.suggest(ref, ctx.params, "${", "}")
         ctx.error(
             path,
             f"unknown parameter '{ref}'",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.recipe.check.context import Context, Path, did_you_mean, listing
+from daemon.recipe.check.context import Context, Path, listing
 from daemon.recipe.models import AwaitStep, DecideStep, SampleStep, branches_of
 
 
@@ -43,10 +43,9 @@ def check_targets(ctx: Context, name: str, step: Any) -> None:
 
 
 def unknown_target(ctx: Context, path: Path, target: str, extra: str = "") -> None:
-    names = sorted(ctx.names)
-    options = names + ([extra] if extra else [])
+    options = ctx.sorted_names + ([extra] if extra else [])
     ctx.error(
         path,
         f"there is no step '{target}'",
-        did_you_mean(target, names) + f"steps: {listing(options)}",
+        ctx.suggest(target, ctx.sorted_names) + f"steps: {listing(options)}",
     )
