@@ -3,6 +3,7 @@ another exception; valid recipes survive dump and load with the same hash."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import yaml
@@ -13,7 +14,7 @@ from daemon.recipe import dump_recipe, limits, load_recipe_text
 from drivers.icd import PROGRAMS, ParamKind, ParamSpec
 from tests.recipes.bounded import memory_cap
 from tests.recipes.conftest import LIBRARY
-from tests.support.mutations import assert_answered, mutated
+from tests.support.mutations import assert_answered, mutated, paths_of, value_at
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LIBRARY_DATA = [yaml.safe_load(p.read_text()) for p in LIBRARY]
@@ -202,9 +203,9 @@ hostile_scalars = st.one_of(
 def hostile_mutations(draw: st.DrawFn) -> Any:
     data = copy.deepcopy(draw(st.sampled_from(LIBRARY_DATA)))
     for _ in range(draw(st.integers(1, 6))):
-        paths = [p for p in _paths(data) if p]
+        paths = [p for p in paths_of(data) if p]
         path = draw(st.sampled_from(paths))
-        parent, last = _get(data, path[:-1]), path[-1]
+        parent, last = value_at(data, path[:-1]), path[-1]
         if isinstance(parent, dict | list):
             parent[last] = draw(hostile_scalars)
     return data
@@ -235,3 +236,15 @@ def test_alias_bombs_of_any_shape_stop_at_a_limit(width: int, depth: int, kind: 
     assert recipe is None
     if width**depth > limits.MAX_NODES:
         assert any("(the limit)" in d.message for d in diagnostics)
+
+
+def test_a_nan_bound_of_an_int_parameter_feeding_the_icd_is_a_diagnostic() -> None:
+    """Found by the hostile-values property: the ICD range check converted a NaN min to
+    int and crashed the checker instead of leaving it to the numbers rule."""
+    path = next(p for p in LIBRARY if p.stem == "car_t_electroporation")
+    data = yaml.safe_load(path.read_text())
+    data["parameters"]["pulses"]["min"] = float("nan")
+    recipe, diagnostics = load_recipe_text(yaml.safe_dump(data), "gen.yaml")
+    assert recipe is None
+    assert any("min" in d.path_text and "finite" in d.message for d in diagnostics), diagnostics
+    assert not any("internal error" in d.message for d in diagnostics)

@@ -40,7 +40,7 @@ def paths_of(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
-def _get(node: Any, path: tuple[Any, ...]) -> Any:
+def value_at(node: Any, path: tuple[Any, ...]) -> Any:
     for p in path:
         node = node[p]
     return node
@@ -59,7 +59,7 @@ def mutated(
         if not paths:
             break
         path = draw(st.sampled_from(paths))
-        parent, last = _get(data, path[:-1]), path[-1]
+        parent, last = value_at(data, path[:-1]), path[-1]
         action = draw(st.sampled_from(["delete", "replace", "rename", "add"]))
         if action == "delete":
             del parent[last]

@@ -12,6 +12,7 @@ parameters each recipe parameter feeds (``ctx.param_uses``) for
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from daemon.diagnostics import format_path
@@ -119,6 +120,8 @@ def _range_inside(ctx: Context, path: Path, ref: str, p: Parameter, spec: ParamS
                 f"add '{bound}:' inside the ICD range {spec.describe()}",
                 key=True,
             )
+        elif not math.isfinite(own):
+            continue  # refused by the numbers rule (daemon.recipe.check.numbers)
         elif spec.check(int(own) if spec.kind is ParamKind.INT else own) is not None:
             ctx.error(
                 (*ppath, bound),
