@@ -262,10 +262,11 @@ async def _wait_either(
 async def park(engine: Engine, batch_id: str, to: str) -> None:
     """Move an idle batch's cartridge out of a bay another batch needs."""
     b = engine.batch(batch_id)
+    origin = b.location
     lock = engine.cartridge_locks[batch_id]
     try:
         if lock.locked() or not engine.parkable(batch_id):
-            return
+            return  # it became busy since the scheduler asked; the requester asks again
         async with lock:
             try:
                 await move_to(engine, batch_id, to, step=engine.batch(batch_id).step)
@@ -274,7 +275,7 @@ async def park(engine: Engine, batch_id: str, to: str) -> None:
                     engine, batch_id, exc.kind, f"while parking: {exc.message}", task_id=exc.task_id
                 )
     finally:
-        engine.scheduler.release_parking(batch_id, b.shuttle, to)
+        engine.scheduler.parked(batch_id, b.shuttle, origin, to)
 
 
 # --------------------------------------------------------------------------- programs
