@@ -40,6 +40,12 @@ command's answer when its form fits.
 
 A read or write error (device unplugged, pty closed) closes the port and raises
 CommunicationLost; the next command reopens it, so the driver recovers by itself.
+Connection state (``state``, the ``drivers._link.ConnectionState`` every driver
+reports; the balance has no event stream and no supervisor: it is reopened by the
+next command, not by a background task)::
+
+    CLOSED --__aenter__--> CONNECTED --read/write error--> LOST --next command--> CONNECTED
+    any --__aexit__--> CLOSED
 """
 
 from __future__ import annotations
@@ -52,8 +58,10 @@ from dataclasses import dataclass
 from typing import Final, Self
 
 import serial as pyserial
+import structlog
 
 from drivers import icd
+from drivers._link import ConnectionState
 from drivers.base import (
     Busy,
     CommunicationLost,
@@ -64,13 +72,15 @@ from drivers.base import (
     Weight,
 )
 
+log = structlog.get_logger("cellfab.drivers.serial")
+
 _WEIGHT_RE: Final = re.compile(r"([ST]) ([SD]) +(-?\d+(?:\.\d+)?) g")
 _STATUS_RE: Final = re.compile(r"([STZ]) ([AI+-])")
 
 
 @dataclass(frozen=True, slots=True)
 class BalanceSettings:
-    baudrate: int = icd.BALANCE_BAUD
+    line: icd.SerialLine = icd.BALANCE_LINE  # ICD section 3: 9600 8N1
     timeout: float = 2.0  # wall seconds per command
     max_line: int = 128
 
@@ -103,6 +113,12 @@ class SerialBalance:
         self._lines: asyncio.Queue[bytes | _Broken | _Garbage] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._state = ConnectionState.CLOSED
+        self.lines_received = 0  # complete lines read (diagnostics and tests)
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
 
     # ------------------------------------------------------------------ life cycle
     async def __aenter__(self) -> Self:
@@ -111,16 +127,18 @@ class SerialBalance:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._close()
+        self._state = ConnectionState.CLOSED
 
     def _open(self, op: str) -> None:
         self._loop = asyncio.get_running_loop()
+        line = self.settings.line
         try:
             ser = pyserial.Serial(
                 self.port,
-                baudrate=self.settings.baudrate,
-                bytesize=pyserial.EIGHTBITS,
-                parity=pyserial.PARITY_NONE,
-                stopbits=pyserial.STOPBITS_ONE,
+                baudrate=line.baudrate,
+                bytesize=line.bytesize,
+                parity=line.parity,
+                stopbits=line.stopbits,
                 timeout=0,
                 write_timeout=0,
                 exclusive=True,
@@ -128,6 +146,7 @@ class SerialBalance:
         except (pyserial.SerialException, OSError, ValueError) as exc:
             raise CommunicationLost(self.name, op, f"cannot open {self.port}: {exc}") from None
         self._serial = ser
+        self._state = ConnectionState.CONNECTED
         self._fd = ser.fileno()
         os.set_blocking(self._fd, False)
         self._buf.clear()
@@ -147,7 +166,9 @@ class SerialBalance:
             ser.close()
 
     def _fail(self, reason: str) -> None:
+        log.warning("balance line failed", instrument=self.name, port=self.port, reason=reason)
         self._close()
+        self._state = ConnectionState.LOST
         self._lines.put_nowait(_Broken(reason))
 
     # ------------------------------------------------------------------ framing
@@ -170,6 +191,7 @@ class SerialBalance:
             if self._skipping:
                 self._skipping = False
                 continue
+            self.lines_received += 1
             self._lines.put_nowait(line)
         if len(self._buf) > self.settings.max_line:
             self._buf.clear()
