@@ -29,7 +29,6 @@ characters, three decimals.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -37,6 +36,7 @@ from typing import Final
 from drivers import icd
 from simulators.faults import SerialFaults
 from simulators.serialline import Pty
+from simulators.tasks import TaskOwner
 from simulators.world import World
 
 CAPACITY_G: Final = 2200.0
@@ -77,7 +77,7 @@ class BalanceTwin:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer = b""
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskOwner("balance")
         self._bag_id: str | None = None
         self._load_g = 0.0  # gross load settled on
         self._from_g = 0.0  # gross load before the last bag arrived
@@ -97,23 +97,18 @@ class BalanceTwin:
         self._observe()
         self._since = -1e9  # what is on the pan at start is settled
         self._loop.add_reader(self._pty.master, self._on_readable)
-        self._tasks = [
-            asyncio.create_task(self._answer_loop(), name="balance-answers"),
-            asyncio.create_task(self._watch_loop(), name="balance-watch"),
-        ]
+        self._tasks.start(self._answer_loop(), "answers")
+        self._tasks.start(self._watch_loop(), "watch")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        if self._pty is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self._pty.master)
-            self._pty.close()
-            self._pty = None
+        try:
+            await self._tasks.stop()  # raises a crash of a background task
+        finally:
+            if self._pty is not None:
+                if self._loop is not None:
+                    self._loop.remove_reader(self._pty.master)
+                self._pty.close()
+                self._pty = None
 
     async def __aenter__(self) -> BalanceTwin:
         await self.start()

@@ -33,7 +33,6 @@ assay, so results do not depend on how often anyone looks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import math
 import time
@@ -51,6 +50,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from drivers import icd
 from simulators.clock import Clock
 from simulators.faults import ModbusFaults
+from simulators.tasks import TaskOwner
 from simulators.world import InsufficientVolume, UnknownSample, World
 
 _INPUT_FC: Final = frozenset({4})
@@ -59,9 +59,11 @@ _HOLDING_WRITE_FC: Final = frozenset({6, 16, 23, 22})
 _MAX_READ: Final = 125
 _SLOTS_END: Final = icd.SLOT_BASE + icd.SLOT_COUNT * icd.SLOT_STRIDE
 _TWIN_REGS: Final = range(icd.TWIN_HR_FAULT_CODE, icd.TWIN_HR_TIME_SCALE + 2)
+_TWIN_INPUT_REGS: Final = range(icd.TWIN_IR_JOBS_CREATED, icd.TWIN_IR_JOBS_CREATED + 2)
 _RESULT_SLOTS: Final = range(icd.IR_RESULTS, icd.IR_RESULTS + 2 * len(icd.Assay))
 _NAN: Final = icd.encode_f32(math.nan)
 _TICK_SECONDS: Final = 0.1
+_COMMANDS: Final = frozenset(int(c) for c in icd.Command)
 
 
 class CommandRefused(Exception):
@@ -187,8 +189,10 @@ class CellQTwin:
     """A Cell Q analyzer on Modbus TCP (and RTU when ``serial_port`` is given).
 
     ``port=None`` serves no TCP (RTU only). ``submitted[job_seq]`` counts the jobs a
-    submit actually created; an idempotent re-submit leaves it at 1. ``faults`` injects
-    Modbus exception answers, silence and slow answers (simulators/faults.py).
+    submit actually created (an idempotent re-submit leaves it at 1; their sum is the
+    ICD 1.1 jobs-created counter); ``commands`` counts the commands handled by kind.
+    ``faults`` injects Modbus exception answers, silence, lost and slow answers
+    (simulators/faults.py).
     """
 
     def __init__(
@@ -200,7 +204,7 @@ class CellQTwin:
         port: int | None = 0,
         serial_port: str | None = None,
         device_id: int = icd.CELLQ_DEVICE_ID,
-        baudrate: int = 19200,
+        line: icd.SerialLine | None = None,
     ) -> None:
         self.world = world
         self.clock = clock
@@ -209,8 +213,9 @@ class CellQTwin:
         self._serve_tcp = port is not None
         self.serial_port = serial_port
         self.device_id = device_id
-        self.baudrate = baudrate
+        self.line = line if line is not None else icd.SerialLine()  # 1.1: 19200 8N1
         self.submitted: Counter[int] = Counter()
+        self.commands: Counter[icd.Command] = Counter()  # handled, refused ones included
         self.faults = ModbusFaults()
         self.requests = 0  # requests for this device id that reached the register map
         self.slots = [Slot(i) for i in range(icd.SLOT_COUNT)]
@@ -222,7 +227,7 @@ class CellQTwin:
         self._store = CellQDatastore(self)
         self._tcp: ModbusTcpServer | None = None
         self._rtu: ModbusSerialServer | None = None
-        self._tick: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner("cellq")
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -243,22 +248,21 @@ class CellQTwin:
                 self._store,
                 framer=FramerType.RTU,
                 port=self.serial_port,
-                baudrate=self.baudrate,
+                baudrate=self.line.baudrate,
+                bytesize=self.line.bytesize,
+                parity=self.line.parity,
+                stopbits=self.line.stopbits,
                 ignore_missing_devices=True,
             )
             await self._rtu.serve_forever(background=True)
-        self._tick = asyncio.create_task(self._ticker(), name="cellq-tick")
+        self._tasks.start(self._ticker(), "tick")
 
     async def stop(self) -> None:
-        if self._tick is not None:
-            self._tick.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tick
-            self._tick = None
         for server in (self._tcp, self._rtu):
             if server is not None:
                 await server.shutdown()
         self._tcp = self._rtu = None
+        await self._tasks.stop()  # raises a crash of a background task
 
     async def __aenter__(self) -> CellQTwin:
         await self.start()
@@ -279,6 +283,11 @@ class CellQTwin:
             return icd.AnalyzerState.FAULTED
         busy = any(s.state in (icd.SlotState.QUEUED, icd.SlotState.RUNNING) for s in self.slots)
         return icd.AnalyzerState.BUSY if busy else icd.AnalyzerState.IDLE
+
+    @property
+    def jobs_created(self) -> int:
+        """Jobs a submit created (ICD 1.1 twin counter, input registers 900..901)."""
+        return sum(self.submitted.values()) & 0xFFFFFFFF
 
     @property
     def heartbeat(self) -> int:
@@ -351,6 +360,8 @@ class CellQTwin:
         job_seq = icd.decode_u32(hr[icd.HR_JOB_SEQ : icd.HR_JOB_SEQ + 2])
         if command == icd.Command.NONE:
             return
+        if command in _COMMANDS:
+            self.commands[icd.Command(command)] += 1
         if command == icd.Command.SUBMIT:
             self._submit(slot, job_seq)
         elif command in (icd.Command.ABORT, icd.Command.RELEASE):
@@ -390,6 +401,11 @@ class CellQTwin:
             raise CommandRefused(icd.EXC_ILLEGAL_VALUE, "empty or malformed SampleId")
         if not icd.panel_is_valid(panel):
             raise CommandRefused(icd.EXC_ILLEGAL_VALUE, f"bad panel {panel:#x}")
+        holder = next((s for s in self.slots if s.job and s.job.job_seq == job_seq), None)
+        if holder is not None:  # 1.1: a re-send into the wrong slot never makes a 2nd job
+            raise CommandRefused(
+                icd.EXC_ILLEGAL_VALUE, f"JobSeq {job_seq} is held by slot {holder.index}"
+            )
         if self.fault_code:
             raise CommandRefused(icd.EXC_DEVICE_FAILURE, "analyzer faulted")
         if slot.job is not None:
@@ -414,7 +430,7 @@ class CellQTwin:
     def reset(self) -> None:
         """Twin housekeeping for tests: every slot free, no fault, no Modbus faults.
 
-        Call it on the twin's loop. Counters (``submitted``, ``requests``) stay."""
+        Call it on the twin's loop. Counters (``submitted``, ``commands``, ``requests``) stay."""
         self.advance()
         self.slots = [Slot(i) for i in range(icd.SLOT_COUNT)]
         self.fault_code = 0
@@ -432,18 +448,22 @@ class CellQTwin:
     ) -> list[int] | ExcCodes | None:
         if device_id != self.device_id:
             raise NoSuchIdException(f"device id {device_id}")  # no answer at all
-        delay, silent, code = self.faults.take()
-        if delay:
-            await asyncio.sleep(delay)
-        if silent:
+        fault = self.faults.take()
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.silent:
             raise NoSuchIdException("silenced by ModbusFaults")
-        if code is not None:
-            return ExcCodes(code)
+        if fault.code is not None:
+            return ExcCodes(fault.code)
         self.requests += 1
         self.advance()
         if values is None:
-            return self._read(func_code, address, count)
-        return self._write(func_code, address, [int(v) for v in values])
+            result = self._read(func_code, address, count)
+        else:
+            result = self._write(func_code, address, [int(v) for v in values])
+        if fault.lose_answer:
+            raise NoSuchIdException("answer lost by ModbusFaults")
+        return result
 
     def _read(self, func_code: int, address: int, count: int) -> list[int] | ExcCodes:
         if not 1 <= count <= _MAX_READ:
@@ -454,6 +474,9 @@ class CellQTwin:
                 return self.status_registers()[address : address + count]
             if all(icd.SLOT_BASE <= a < _SLOTS_END for a in addresses):
                 return self._slot_span(address, count, holding=False)
+            if all(a in _TWIN_INPUT_REGS for a in addresses):
+                start = address - icd.TWIN_IR_JOBS_CREATED
+                return icd.encode_u32(self.jobs_created)[start : start + count]
             return ExcCodes.ILLEGAL_ADDRESS
         if func_code in _HOLDING_READ_FC:
             if all(icd.SLOT_BASE <= a < _SLOTS_END for a in addresses):
@@ -524,7 +547,7 @@ class CellQTwin:
                 touched = True
         if touched:
             scale = icd.decode_f32(scale_regs)
-            if not (math.isfinite(scale) and 0 < scale < 1e9):
+            if not icd.TWIN_TIME_SCALE_MIN <= scale <= icd.TWIN_TIME_SCALE_MAX:
                 return ExcCodes.ILLEGAL_VALUE
             self.advance()
             self.clock.scale = scale

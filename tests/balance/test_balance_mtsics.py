@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 
-from balance_support import MakeBalance, ask, ask_until, fill_bag, line, weight
+from balance_support import ask, ask_until, line, weight
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers import icd
 from simulators.world import World
+from tests.support.balance import MakeBalance, fill_bag
 
 STABLE = re.compile(r"^S S (.{10}) g$")
 

@@ -16,11 +16,13 @@ import shutil
 
 import pytest
 import serial
-from cellq_support import HANG_GUARD, CellQ, Rig, RtuRig, draw_sample, exc_code
+from cellq_support import CellQ, exc_code
 from pymodbus.exceptions import ModbusIOException
 
 from drivers import icd
 from simulators.cellq import CellQTwin
+from tests.support import HANG_GUARD
+from tests.support.cellq import CellQRig, RtuRig, draw_sample
 
 S = icd.SlotState
 C = icd.Command
@@ -28,14 +30,14 @@ C = icd.Command
 # --------------------------------------------------------------------------- RTU
 
 
-async def test_rtu_status_and_a_job_end_to_end(rtu_rig: RtuRig, rtu: CellQ) -> None:
+async def test_rtu_status_and_a_job_end_to_end(cellq_rtu_rig: RtuRig, rtu: CellQ) -> None:
     regs = await rtu.status()
     assert regs[icd.IR_ICD_VERSION] == 1
     assert regs[icd.IR_FREE_SLOTS] == icd.SLOT_COUNT
-    sample = draw_sample(rtu_rig.rig.world)
+    sample = draw_sample(cellq_rtu_rig.rig.world)
     assert await rtu.command(3, C.SUBMIT, job_seq=31, sample_id=sample, panel=3) is None
     assert await rtu.command(3, C.SUBMIT, job_seq=31, sample_id=sample, panel=3) is None
-    assert rtu_rig.twin.submitted[31] == 1
+    assert cellq_rtu_rig.twin.submitted[31] == 1
     view = await rtu.wait_state(3, S.DONE)
     assert not math.isnan(view.results[icd.Assay.VIABILITY])
     assert math.isnan(view.results[icd.Assay.STERILITY])
@@ -49,19 +51,19 @@ async def test_rtu_exception_codes(rtu: CellQ) -> None:
     assert await rtu.command(0, C.RELEASE, job_seq=0) == icd.EXC_DEVICE_BUSY
 
 
-async def test_rtu_other_device_id_gets_no_answer(rtu_rig: RtuRig, rtu: CellQ) -> None:
-    before = rtu_rig.twin.requests
+async def test_rtu_other_device_id_gets_no_answer(cellq_rtu_rig: RtuRig, rtu: CellQ) -> None:
+    before = cellq_rtu_rig.twin.requests
     other = CellQ(rtu.client, device_id=9)
     async with asyncio.timeout(HANG_GUARD):
         with pytest.raises(ModbusIOException):
             await other.read_ir(0, 1)
-    assert rtu_rig.twin.requests == before
+    assert cellq_rtu_rig.twin.requests == before
     assert (await rtu.status())[icd.IR_ICD_VERSION] == 1
 
 
-def test_rtu_garbage_on_the_line_does_not_stop_the_twin(rtu_rig: RtuRig) -> None:
+def test_rtu_garbage_on_the_line_does_not_stop_the_twin(cellq_rtu_rig: RtuRig) -> None:
     """Raw bytes on the line: no crash; a well-formed RTU frame after them is answered."""
-    line = serial.Serial(rtu_rig.modem.path_b, 19200, timeout=0.3)
+    line = serial.Serial(cellq_rtu_rig.modem.path_b, 19200, timeout=0.3)
     try:
         line.write(os.urandom(64) + b"\x01\x04\x00")  # noise and a truncated frame
         line.read(256)  # whatever comes back (likely nothing)
@@ -136,11 +138,11 @@ async def test_mbpoll_reads_the_status_registers(twin: CellQTwin) -> None:
 
 
 @needs_mbpoll
-async def test_mbpoll_float_word_order_and_write(rig: Rig, twin: CellQTwin) -> None:
+async def test_mbpoll_float_word_order_and_write(cellq_rig: CellQRig, twin: CellQTwin) -> None:
     # -B: big-endian word order, the ICD's "high word first".
     code, out = await _mbpoll(twin, "-t", "4:float", "-B", "-r", str(icd.TWIN_HR_TIME_SCALE))
     assert code == 0, out
-    assert float(_values(out)[icd.TWIN_HR_TIME_SCALE]) == pytest.approx(rig.clock.scale)
+    assert float(_values(out)[icd.TWIN_HR_TIME_SCALE]) == pytest.approx(cellq_rig.clock.scale)
     # Write a SampleId register and read it back with pymodbus-independent code.
     base = icd.slot_base(1)
     word = icd.encode_string("AB")[0]
