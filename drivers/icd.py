@@ -575,6 +575,18 @@ def decode_string(regs: list[int] | tuple[int, ...]) -> str:
     return raw.decode("ascii")
 
 
+def parse_sample_id(regs: list[int] | tuple[int, ...]) -> str | None:
+    """The SampleId in 8 registers exactly as ``encode_string`` writes one (ASCII, NUL
+    padded, nothing after the first NUL), or None when they hold none."""
+    try:
+        text = decode_string(regs)
+    except ValueError:
+        return None
+    if not is_sample_id(text) or encode_string(text) != list(regs):
+        return None
+    return text
+
+
 # --------------------------------------------------------------------------- section 3
 BALANCE_BAUD: Final = 9600
 BALANCE_LINE: Final = SerialLine(baudrate=BALANCE_BAUD)

@@ -166,11 +166,7 @@ def command_values(job_seq: int, held: Sequence[int], command: Command) -> list[
     read, so they must be what a submit could have written."""
     panel = held[icd.HR_PANEL]
     sample = list(held[icd.HR_SAMPLE_ID : icd.HR_SAMPLE_ID + icd.STRING_REGS])
-    try:
-        sample_id = icd.decode_string(sample)
-    except ValueError:
-        raise OutOfIcd(f"SampleId registers {sample} are not ASCII") from None
-    if icd.encode_string(sample_id) != sample or not icd.is_sample_id(sample_id):
+    if icd.parse_sample_id(sample) is None:
         raise OutOfIcd(f"SampleId registers {sample} hold no ICD SampleId")
     if not icd.panel_is_valid(panel):
         raise OutOfIcd(f"panel {panel:#x} read back")

@@ -4,6 +4,8 @@ tests/support/cellq.py."""
 
 from __future__ import annotations
 
+import asyncio
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +15,7 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from drivers import icd
-from tests.support import eventually
+from tests.support import HANG_GUARD, eventually
 from tests.support.cellq import SHORT_PANEL
 
 
@@ -113,3 +115,57 @@ class CellQ:
         return await eventually(
             lambda: self.slot(slot), f"slot {slot} in {states}", lambda v: v.state in states
         )
+
+
+# --------------------------------------------------------------------------- raw frames
+def mbap(tid: int, pdu: bytes, unit: int = icd.CELLQ_DEVICE_ID) -> bytes:
+    """A Modbus/TCP frame: transaction id, protocol 0, length, unit id, PDU."""
+    return struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu
+
+
+def read_pdu(address: int, count: int, fc: int = icd.FC_READ_INPUT) -> bytes:
+    return struct.pack(">BHH", fc, address, count)
+
+
+def write_pdu(address: int, values: list[int], count: int | None = None) -> bytes:
+    n = len(values) if count is None else count
+    return struct.pack(f">BHHB{len(values)}H", 16, address, n, 2 * len(values), *values)
+
+
+class RawTcp:
+    """One TCP connection to the twin that sends bytes as given and reads whole MBAP
+    answers (or the end of the connection)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> RawTcp:
+        async with asyncio.timeout(HANG_GUARD):
+            return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def answer(self) -> tuple[int, int, bytes] | None:
+        """(transaction id, unit, PDU) of the next answer; None when the twin closed."""
+        async with asyncio.timeout(HANG_GUARD):
+            try:
+                head = await self.reader.readexactly(7)
+                tid, pid, length, unit = struct.unpack(">HHHB", head)
+                assert pid == 0 and 2 <= length <= 254, head
+                return tid, unit, await self.reader.readexactly(length - 1)
+            except (asyncio.IncompleteReadError, ConnectionResetError):
+                return None
+
+    async def ask(self, pdu: bytes, tid: int = 1) -> bytes | None:
+        await self.send(mbap(tid, pdu))
+        got = await self.answer()
+        if got is None:
+            return None
+        assert got[0] == tid, got
+        return got[2]
+
+    def close(self) -> None:
+        self.writer.close()

@@ -57,8 +57,6 @@ async def test_reads_outside_the_map_answer_02(cq: CellQ) -> None:
         assert exc_code(await cq.read_ir(address, count)) == 2, (address, count)
     for address, count in ((0, 1), (99, 2), (612, 1), (899, 1), (904, 1)):
         assert exc_code(await cq.read_hr(address, count)) == 2, (address, count)
-    rr = await cq.client.read_coils(0, count=1, device_id=1)
-    assert exc_code(rr) == 2
 
 
 async def test_a_whole_slot_reads_in_one_request_unnamed_offsets_zero(cq: CellQ) -> None:
