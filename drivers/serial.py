@@ -4,7 +4,8 @@ This module owns ``SerialBalance``, the ``drivers.base.Balance`` the daemon uses
 check the fill of final product bags: 9600 baud 8N1, commands and answers framed by
 CR LF, one command at a time, a timeout per command, every answer mapped::
 
-    S S <v> g              -> grams                (S, SI: Weight(stable=True))
+    S S <v> g              -> grams                (S, SI: Weight(stable=True));
+                              <v>: 10 characters, right-aligned, 3 decimals
     S D <v> g              -> Weight(stable=False) (SI only)
     T S <v> g              -> tare grams           (T)
     Z A                    -> done                 (Z)
@@ -74,7 +75,11 @@ from drivers.base import (
 
 log = structlog.get_logger("cellfab.drivers.serial")
 
-_WEIGHT_RE: Final = re.compile(r"([ST]) ([SD]) +(-?\d+(?:\.\d+)?) g")
+# ICD section 3: the value is right-aligned in a 10-character field, three decimals.
+_WEIGHT_RE: Final = re.compile(
+    rf"([ST]) ([SD]) (?=.{{{icd.BALANCE_VALUE_WIDTH}}} g$)( *-?\d+\.\d{{3}}) g"
+)
+_DRAIN_READS: Final = 16  # at most 1 MiB of stale input dropped before a command
 _STATUS_RE: Final = re.compile(r"([STZ]) ([AI+-])")
 
 
@@ -200,8 +205,18 @@ class SerialBalance:
                 self._lines.put_nowait(_Garbage())
 
     def _drain(self) -> None:
+        """Drop every line queued and every byte the port holds unread (bounded: a
+        balance that never stops talking gets its command anyway)."""
         while not self._lines.empty():
             self._lines.get_nowait()
+        for _ in range(_DRAIN_READS):
+            try:
+                if not os.read(self._fd, 65536):
+                    break
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break  # the next read by the loop reports the failure
 
     async def _write_all(self, op: str, data: bytes) -> None:
         view = memoryview(data)
@@ -272,7 +287,7 @@ class SerialBalance:
         if answer == "ET":
             raise CommunicationLost(self.name, op, "balance reports a transmission error (ET)")
         if head == cmd[:1] and (m := _WEIGHT_RE.fullmatch(answer)):
-            return m.group(2), float(m.group(3))
+            return m.group(2), float(m.group(3))  # at most 10 characters: finite
         if head == cmd[:1] and (m := _STATUS_RE.fullmatch(answer)):
             status = m.group(2)
             if status == "I":

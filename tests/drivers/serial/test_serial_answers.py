@@ -8,12 +8,10 @@ across chunks, garbage, overlong lines, silence and late answers.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scripted_balance import Scripted
 
 from drivers.base import (
     Busy,
@@ -27,51 +25,11 @@ from drivers.base import (
 )
 from drivers.icd import format_weight
 from drivers.serial import BalanceSettings, SerialBalance
-from simulators.serialline import Pty
 from tests.support import eventually
-
-
-class Scripted:
-    """An instrument on the pty master that answers each command line from a script."""
-
-    def __init__(self) -> None:
-        self.pty = Pty.open()
-        self.received: list[bytes] = []
-        self.answers: list[list[bytes]] = []  # chunks per answer; [] = say nothing
-        self._buf = b""
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.pty.master, self._on_readable)
-        self._loop = loop
-
-    def _on_readable(self) -> None:
-        self._buf += self.pty.read()
-        while b"\r\n" in self._buf:
-            line, self._buf = self._buf.split(b"\r\n", 1)
-            self.received.append(line)
-            chunks = self.answers.pop(0) if self.answers else []
-            for i, chunk in enumerate(chunks):
-                self._loop.call_later(0.005 * i, self.pty.write, chunk)
-
-    def close(self) -> None:
-        self._loop.remove_reader(self.pty.master)
-        self.pty.close()
 
 
 async def _value(x: int) -> int:
     return x
-
-
-@pytest.fixture
-async def line() -> AsyncIterator[Scripted]:
-    scripted = Scripted()
-    yield scripted
-    scripted.close()
-
-
-@pytest.fixture
-async def balance(line: Scripted) -> AsyncIterator[SerialBalance]:
-    async with SerialBalance("bal", line.pty.path, BalanceSettings(timeout=0.3)) as bal:
-        yield bal
 
 
 OPS = {
