@@ -428,6 +428,15 @@ class SerialLine:
         if problems:
             raise ValueError("serial line: " + "; ".join(problems))
 
+    def serial_settings(self) -> dict[str, Any]:
+        """The settings as pyserial and pymodbus take them (keyword arguments)."""
+        return {
+            "baudrate": self.baudrate,
+            "bytesize": self.bytesize,
+            "parity": self.parity,
+            "stopbits": self.stopbits,
+        }
+
     def char_seconds(self) -> float:
         """Wall seconds one character takes on the line (start + data + parity + stop)."""
         bits = 1 + self.bytesize + (self.parity != "N") + self.stopbits

@@ -139,14 +139,7 @@ class SerialBalance:
         line = self.settings.line
         try:
             ser = pyserial.Serial(
-                self.port,
-                baudrate=line.baudrate,
-                bytesize=line.bytesize,
-                parity=line.parity,
-                stopbits=line.stopbits,
-                timeout=0,
-                write_timeout=0,
-                exclusive=True,
+                self.port, **line.serial_settings(), timeout=0, write_timeout=0, exclusive=True
             )
         except (pyserial.SerialException, OSError, ValueError) as exc:
             raise CommunicationLost(self.name, op, f"cannot open {self.port}: {exc}") from None

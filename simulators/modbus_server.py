@@ -357,14 +357,7 @@ class _RtuLine:
         line = self.server.line
         try:
             self._serial = pyserial.Serial(
-                self.path,
-                baudrate=line.baudrate,
-                bytesize=line.bytesize,
-                parity=line.parity,
-                stopbits=line.stopbits,
-                timeout=0,
-                write_timeout=0,
-                exclusive=True,
+                self.path, **line.serial_settings(), timeout=0, write_timeout=0, exclusive=True
             )
         except (pyserial.SerialException, OSError, ValueError) as exc:
             raise OSError(f"cannot open {self.path} ({line}): {exc}") from exc

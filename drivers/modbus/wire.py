@@ -191,33 +191,18 @@ class ModbusWire:
 
     # ------------------------------------------------------------------ requests
     async def read_input(self, op: str, address: int, count: int) -> list[int]:
-        dev = self.settings.device_id
-        return await self._read(
-            op,
-            icd.FC_READ_INPUT,
-            address,
-            count,
-            lambda c: c.read_input_registers(address, count=count, device_id=dev),
-        )
+        return await self._read(op, icd.FC_READ_INPUT, address, count)
 
     async def read_holding(self, op: str, address: int, count: int) -> list[int]:
-        dev = self.settings.device_id
-        return await self._read(
-            op,
-            icd.FC_READ_HOLDING,
-            address,
-            count,
-            lambda c: c.read_holding_registers(address, count=count, device_id=dev),
-        )
+        return await self._read(op, icd.FC_READ_HOLDING, address, count)
 
-    async def _read(
-        self,
-        op: str,
-        fc: int,
-        address: int,
-        count: int,
-        call: Callable[[Client], Awaitable[ModbusPDU]],
-    ) -> list[int]:
+    async def _read(self, op: str, fc: int, address: int, count: int) -> list[int]:
+        dev = self.settings.device_id
+
+        def call(c: Client) -> Awaitable[ModbusPDU]:
+            read = c.read_input_registers if fc == icd.FC_READ_INPUT else c.read_holding_registers
+            return read(address, count=count, device_id=dev)
+
         rsp = await self._execute(op, fc, call, Busy)
         regs = list(getattr(rsp, "registers", None) or [])
         if len(regs) != count:
@@ -366,14 +351,10 @@ class ModbusWire:
         }
         if isinstance(ep, TcpEndpoint):
             return AsyncModbusTcpClient(ep.host, port=ep.port, **common)  # type: ignore[arg-type]
-        line = ep.line
         return AsyncModbusSerialClient(
             ep.device,
             framer=FramerType.RTU,
-            baudrate=line.baudrate,
-            bytesize=line.bytesize,
-            parity=line.parity,
-            stopbits=line.stopbits,  # type: ignore[arg-type]
+            **ep.line.serial_settings(),
             **common,  # type: ignore[arg-type]
         )
 

@@ -16,15 +16,7 @@ from tests.support import HANG_GUARD
 
 @contextmanager
 def line(twin: BalanceTwin) -> Iterator[serial.Serial]:
-    settings = icd.BALANCE_LINE
-    port = serial.Serial(
-        twin.port_path,
-        settings.baudrate,
-        bytesize=settings.bytesize,
-        parity=settings.parity,
-        stopbits=settings.stopbits,
-        timeout=HANG_GUARD,
-    )
+    port = serial.Serial(twin.port_path, **icd.BALANCE_LINE.serial_settings(), timeout=HANG_GUARD)
     try:
         yield port
     finally:

@@ -12,17 +12,12 @@ from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.framer import FramerType
 
 from simulators.cellq import CellQTwin
-from tests.support.cellq import CellQRig, RtuRig
+from tests.support.cellq import RtuRig
 
 
 @pytest.fixture
-def twin(cellq_rig: CellQRig) -> CellQTwin:
-    return cellq_rig.reset()
-
-
-@pytest.fixture
-async def cq(twin: CellQTwin) -> AsyncIterator[CellQ]:
-    client = tcp_client(twin.port)
+async def cq(cellq_twin: CellQTwin) -> AsyncIterator[CellQ]:
+    client = tcp_client(cellq_twin.port)
     assert await client.connect()
     yield CellQ(client)
     client.close()

@@ -34,8 +34,8 @@ def exception_of(pdu: bytes | None, fc: int) -> int | None:
 
 
 @pytest.fixture
-async def raw(twin: CellQTwin) -> RawTcp:
-    conn = await RawTcp.open(twin.port)
+async def raw(cellq_twin: CellQTwin) -> RawTcp:
+    conn = await RawTcp.open(cellq_twin.port)
     yield conn  # type: ignore[misc]
     conn.close()
 
@@ -172,13 +172,13 @@ async def test_mixed_requests_back_to_back_keep_their_order(raw: RawTcp) -> None
     ],
 )
 async def test_an_unparsable_frame_closes_the_connection(
-    twin: CellQTwin, raw: RawTcp, header: bytes
+    cellq_twin: CellQTwin, raw: RawTcp, header: bytes
 ) -> None:
     await raw.send(mbap(7, read_pdu(5, 1)) + header + mbap(8, read_pdu(5, 1)))
     first = await raw.answer()
     assert first is not None and first[0] == 7  # what came before is answered
     assert await raw.answer() is None  # then the connection ends, not silence
-    again = await RawTcp.open(twin.port)  # and the twin keeps serving
+    again = await RawTcp.open(cellq_twin.port)  # and the twin keeps serving
     try:
         assert exception_of(await again.ask(read_pdu(5, 1)), icd.FC_READ_INPUT) is None
     finally:

@@ -56,10 +56,10 @@ frames = st.one_of(
 
 
 @pytest.fixture
-def hostile_twin(twin: CellQTwin) -> Iterator[CellQTwin]:
-    twin.server.frame_timeout = 0.2  # an incomplete frame closes quickly here
-    yield twin
-    twin.server.frame_timeout = 1.0
+def hostile_twin(cellq_twin: CellQTwin) -> Iterator[CellQTwin]:
+    cellq_twin.server.frame_timeout = 0.2  # an incomplete frame closes quickly here
+    yield cellq_twin
+    cellq_twin.server.frame_timeout = 1.0
 
 
 def check_answer(pdu: bytes) -> None:
@@ -70,8 +70,8 @@ def check_answer(pdu: bytes) -> None:
         assert fc in icd.FUNCTION_CODES, pdu
 
 
-async def serves(twin: CellQTwin) -> None:
-    conn = await RawTcp.open(twin.port)
+async def serves(cellq_twin: CellQTwin) -> None:
+    conn = await RawTcp.open(cellq_twin.port)
     try:
         assert await conn.ask(read_pdu(icd.IR_ICD_VERSION, 1)) == bytes([4, 2, 0, 1])
     finally:
@@ -99,8 +99,8 @@ async def test_any_bytes_get_icd_answers_or_a_close(
     await serves(hostile_twin)
 
 
-async def test_requests_sent_before_a_half_close_are_all_answered(twin: CellQTwin) -> None:
-    conn = await RawTcp.open(twin.port)
+async def test_requests_sent_before_a_half_close_are_all_answered(cellq_twin: CellQTwin) -> None:
+    conn = await RawTcp.open(cellq_twin.port)
     try:
         await conn.send(b"".join(mbap(i, read_pdu(icd.IR_ICD_VERSION, 1)) for i in range(5)))
         conn.writer.write_eof()
@@ -140,11 +140,11 @@ async def test_a_frame_that_never_ends_closes_the_connection(hostile_twin: CellQ
     await serves(hostile_twin)
 
 
-async def test_a_flood_is_answered_in_order_in_bounded_memory(twin: CellQTwin) -> None:
+async def test_a_flood_is_answered_in_order_in_bounded_memory(cellq_twin: CellQTwin) -> None:
     """2000 requests sent without reading a single answer: the twin stops reading
     while its answers are not read (TCP flow control), then answers every one."""
     n = 2000
-    conn = await RawTcp.open(twin.port)
+    conn = await RawTcp.open(cellq_twin.port)
     try:
         await conn.send(b"".join(mbap(i, read_pdu(icd.IR_ICD_VERSION, 1)) for i in range(n)))
         tids = [(await conn.answer() or (-1, 0, b""))[0] for _ in range(n)]

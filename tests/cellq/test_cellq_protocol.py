@@ -90,15 +90,15 @@ async def test_writes_outside_the_map_answer_02_and_change_nothing(cq: CellQ) ->
     assert exc_code(rr) == 2
 
 
-async def test_requests_for_another_device_id_get_no_answer(twin: CellQTwin) -> None:
-    client = tcp_client(twin.port, timeout=0.5)
+async def test_requests_for_another_device_id_get_no_answer(cellq_twin: CellQTwin) -> None:
+    client = tcp_client(cellq_twin.port, timeout=0.5)
     assert await client.connect()
-    before = twin.requests
+    before = cellq_twin.requests
     try:
         async with asyncio.timeout(HANG_GUARD):
             with pytest.raises(ModbusIOException):
                 await client.read_input_registers(0, count=1, device_id=2)
-        assert twin.requests == before
+        assert cellq_twin.requests == before
         other = CellQ(client, device_id=7)
         async with asyncio.timeout(HANG_GUARD):
             with pytest.raises(ModbusIOException):
@@ -106,7 +106,7 @@ async def test_requests_for_another_device_id_get_no_answer(twin: CellQTwin) -> 
     finally:
         client.close()
     # The refused write did not land on our device.
-    again = tcp_client(twin.port)
+    again = tcp_client(cellq_twin.port)
     assert await again.connect()
     try:
         assert (await CellQ(again).holding(0))[icd.HR_PANEL] == 0
@@ -226,20 +226,20 @@ async def test_four_jobs_run_at_once_the_fifth_waits(cellq_rig: CellQRig, cq: Ce
 
 
 async def test_submit_is_idempotent_by_job_seq(
-    cellq_rig: CellQRig, twin: CellQTwin, cq: CellQ
+    cellq_rig: CellQRig, cellq_twin: CellQTwin, cq: CellQ
 ) -> None:
     sample = draw_sample(cellq_rig.world)
     for _ in range(3):
         err = await cq.command(7, C.SUBMIT, job_seq=777, sample_id=sample, panel=LONG_PANEL)
         assert err is None
-    assert twin.submitted[777] == 1
+    assert cellq_twin.submitted[777] == 1
     # Checked first: even with arguments that would be refused now.
     assert await cq.command(7, C.SUBMIT, job_seq=777, sample_id="", panel=0) is None
-    assert twin.submitted[777] == 1
+    assert cellq_twin.submitted[777] == 1
     assert (await cq.slot(7)).state == S.RUNNING
     assert await cq.command(7, C.ABORT, job_seq=777) is None
     assert await cq.command(7, C.SUBMIT, job_seq=777, sample_id=sample) is None  # aborted too
-    assert twin.submitted[777] == 1
+    assert cellq_twin.submitted[777] == 1
 
 
 @pytest.mark.parametrize(
@@ -255,16 +255,21 @@ async def test_submit_is_idempotent_by_job_seq(
     ],
 )
 async def test_bad_submit_answers_03_and_creates_nothing(
-    twin: CellQTwin, cq: CellQ, job_seq: int, sample_id: str, panel: int, raw_sample: list[int]
+    cellq_twin: CellQTwin,
+    cq: CellQ,
+    job_seq: int,
+    sample_id: str,
+    panel: int,
+    raw_sample: list[int],
 ) -> None:
-    before = sum(twin.submitted.values())
+    before = sum(cellq_twin.submitted.values())
     err = await cq.command(
         6, C.SUBMIT, job_seq=job_seq, sample_id=sample_id, panel=panel, raw_sample=raw_sample
     )
     assert err == icd.EXC_ILLEGAL_VALUE
     assert (await cq.slot(6)).state == S.FREE
     assert (await cq.holding(6))[icd.HR_COMMAND] == 0
-    assert sum(twin.submitted.values()) == before
+    assert sum(cellq_twin.submitted.values()) == before
 
 
 async def test_unknown_command_answers_03(cq: CellQ) -> None:
@@ -329,7 +334,7 @@ EXPECTED: dict[tuple[C, S], tuple[int | None, S]] = {
 
 @pytest.mark.parametrize(("command", "state"), list(EXPECTED), ids=lambda x: x.name)
 async def test_command_in_slot_state(
-    cellq_rig: CellQRig, twin: CellQTwin, cq: CellQ, command: C, state: S
+    cellq_rig: CellQRig, cellq_twin: CellQTwin, cq: CellQ, command: C, state: S
 ) -> None:
     slot, job_seq = 0, 50
     await _put_in_state(cellq_rig, cq, slot, state, job_seq)
@@ -346,7 +351,7 @@ async def test_command_in_slot_state(
     if expected_state is S.FREE and state is not S.FREE:
         assert view.raw == [0] * icd.SLOT_STRIDE
     if (command, state) == (C.SUBMIT, S.FREE):
-        assert twin.submitted[51] >= 1 and view.job_seq == 51
+        assert cellq_twin.submitted[51] >= 1 and view.job_seq == 51
 
 
 @pytest.mark.parametrize("command", [C.ABORT, C.RELEASE], ids=lambda c: c.name)
@@ -435,10 +440,10 @@ async def test_time_scale_twin_register(cellq_rig: CellQRig, cq: CellQ) -> None:
 # --------------------------------------------------------------------------- bad input
 
 
-async def test_garbage_on_tcp_does_not_stop_the_twin(twin: CellQTwin, cq: CellQ) -> None:
+async def test_garbage_on_tcp_does_not_stop_the_twin(cellq_twin: CellQTwin, cq: CellQ) -> None:
     rng = random.Random(3)
     for size in (1, 7, 12, 300, 4000):
-        reader, writer = await asyncio.open_connection("127.0.0.1", twin.port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", cellq_twin.port)
         writer.write(bytes(rng.randrange(256) for _ in range(size)))
         await writer.drain()
         # Whatever it answers (an exception frame, nothing, a close), it must not die.
@@ -450,7 +455,7 @@ async def test_garbage_on_tcp_does_not_stop_the_twin(twin: CellQTwin, cq: CellQ)
         writer.close()
     # A frame with a valid header but an unknown function code answers exception 01
     # (pymodbus 3.16.1 sends it with function code 0x80, not 0xC1).
-    reader, writer = await asyncio.open_connection("127.0.0.1", twin.port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", cellq_twin.port)
     writer.write(bytes([0, 9, 0, 0, 0, 2, 1, 0x41]))
     await writer.drain()
     async with asyncio.timeout(HANG_GUARD):
@@ -476,15 +481,15 @@ async def test_a_write_single_answer_echoes_the_request(cq: CellQ) -> None:
     read_count=st.integers(1, 125),
 )
 async def test_any_write_or_read_gets_an_icd_answer_and_the_twin_keeps_serving(
-    twin: CellQTwin, cq: CellQ, address: int, values: list[int], read_count: int
+    cellq_twin: CellQTwin, cq: CellQ, address: int, values: list[int], read_count: int
 ) -> None:
     assert exc_code(await cq.write(address, values)) in (None, 2, 3, 4, 6)
     assert exc_code(await cq.read_hr(address, read_count)) in (None, 2)
     assert exc_code(await cq.read_ir(address, read_count)) in (None, 2)
     regs = await cq.status()
     assert regs[icd.IR_ICD_VERSION] == 1
-    assert regs[icd.IR_FREE_SLOTS] == sum(s.job is None for s in twin.slots)
-    for slot in twin.slots:  # the command register never keeps a value
+    assert regs[icd.IR_FREE_SLOTS] == sum(s.job is None for s in cellq_twin.slots)
+    for slot in cellq_twin.slots:  # the command register never keeps a value
         assert slot.holding_registers()[icd.HR_COMMAND] == 0
 
 
@@ -492,7 +497,7 @@ async def test_any_write_or_read_gets_an_icd_answer_and_the_twin_keeps_serving(
 
 
 async def test_a_job_seq_held_by_another_slot_answers_03_and_creates_nothing(
-    cellq_rig: CellQRig, twin: CellQTwin, cq: CellQ
+    cellq_rig: CellQRig, cellq_twin: CellQTwin, cq: CellQ
 ) -> None:
     sample = draw_sample(cellq_rig.world)
     assert await cq.command(2, C.SUBMIT, job_seq=4242, sample_id=sample, panel=LONG_PANEL) is None
@@ -503,7 +508,7 @@ async def test_a_job_seq_held_by_another_slot_answers_03_and_creates_nothing(
     assert (await cq.slot(5)).state == S.FREE
     assert (await cq.holding(5))[icd.HR_COMMAND] == 0
     assert await cq.jobs_created() == created
-    assert twin.submitted[4242] == 1
+    assert cellq_twin.submitted[4242] == 1
     # The same slot is still the idempotent answer; once released, the JobSeq is free.
     assert await cq.command(2, C.SUBMIT, job_seq=4242, sample_id=sample) is None
     assert await cq.command(2, C.ABORT, job_seq=4242) is None

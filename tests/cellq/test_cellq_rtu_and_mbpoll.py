@@ -132,14 +132,16 @@ needs_mbpoll = pytest.mark.skipif(
 )
 
 
-async def _mbpoll(twin: CellQTwin, *args: str, write: tuple[int, ...] = ()) -> tuple[int, str]:
+async def _mbpoll(
+    cellq_twin: CellQTwin, *args: str, write: tuple[int, ...] = ()
+) -> tuple[int, str]:
     assert MBPOLL is not None
     proc = await asyncio.create_subprocess_exec(
         MBPOLL,
         "-m",
         "tcp",
         "-p",
-        str(twin.port),
+        str(cellq_twin.port),
         "-a",
         str(icd.CELLQ_DEVICE_ID),
         "-0",  # PDU addressing, as the ICD counts
@@ -162,8 +164,8 @@ def _values(text: str) -> dict[int, str]:
 
 
 @needs_mbpoll
-async def test_mbpoll_reads_the_status_registers(twin: CellQTwin) -> None:
-    code, out = await _mbpoll(twin, "-t", "3", "-r", "0", "-c", "6")
+async def test_mbpoll_reads_the_status_registers(cellq_twin: CellQTwin) -> None:
+    code, out = await _mbpoll(cellq_twin, "-t", "3", "-r", "0", "-c", "6")
     assert code == 0, out
     values = _values(out)
     assert values[icd.IR_ICD_VERSION] == "1"
@@ -172,25 +174,27 @@ async def test_mbpoll_reads_the_status_registers(twin: CellQTwin) -> None:
 
 
 @needs_mbpoll
-async def test_mbpoll_float_word_order_and_write(cellq_rig: CellQRig, twin: CellQTwin) -> None:
+async def test_mbpoll_float_word_order_and_write(
+    cellq_rig: CellQRig, cellq_twin: CellQTwin
+) -> None:
     # -B: big-endian word order, the ICD's "high word first".
-    code, out = await _mbpoll(twin, "-t", "4:float", "-B", "-r", str(icd.TWIN_HR_TIME_SCALE))
+    code, out = await _mbpoll(cellq_twin, "-t", "4:float", "-B", "-r", str(icd.TWIN_HR_TIME_SCALE))
     assert code == 0, out
     assert float(_values(out)[icd.TWIN_HR_TIME_SCALE]) == pytest.approx(cellq_rig.clock.scale)
     # Write a whole SampleId (ICD 1.1: a string is written in one request) and read it
     # back with pymodbus-independent code; half of one is refused (03).
     base = icd.slot_base(1) + icd.HR_SAMPLE_ID
     words = icd.encode_string("AB-12")
-    code, out = await _mbpoll(twin, "-t", "4", "-r", str(base), write=tuple(words))
+    code, out = await _mbpoll(cellq_twin, "-t", "4", "-r", str(base), write=tuple(words))
     assert code == 0, out
-    code, out = await _mbpoll(twin, "-t", "4:hex", "-r", str(base), "-c", "8")
+    code, out = await _mbpoll(cellq_twin, "-t", "4:hex", "-r", str(base), "-c", "8")
     assert [int(_values(out)[base + i], 16) for i in range(8)] == words
-    code, out = await _mbpoll(twin, "-t", "4", "-r", str(base), write=(words[0],))
+    code, out = await _mbpoll(cellq_twin, "-t", "4", "-r", str(base), write=(words[0],))
     assert code != 0 and "illegal data value" in out.lower(), out
 
 
 @needs_mbpoll
-async def test_mbpoll_sees_exception_02(twin: CellQTwin) -> None:
-    code, out = await _mbpoll(twin, "-t", "3", "-r", "50")
+async def test_mbpoll_sees_exception_02(cellq_twin: CellQTwin) -> None:
+    code, out = await _mbpoll(cellq_twin, "-t", "3", "-r", "50")
     assert code != 0
     assert "illegal data address" in out.lower(), out

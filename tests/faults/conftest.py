@@ -18,11 +18,10 @@ from tests.support.cellq import CellQRig
 
 
 @pytest.fixture
-def cellq(cellq_rig: CellQRig) -> CellQTwin:
+def cellq(cellq_twin: CellQTwin) -> CellQTwin:
     """The session twin, reset, with fresh ModbusFaults (their counters start at 0)."""
-    twin = cellq_rig.reset()
-    twin.faults = ModbusFaults()
-    return twin
+    cellq_twin.faults = ModbusFaults()
+    return cellq_twin
 
 
 @pytest.fixture

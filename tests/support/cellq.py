@@ -120,6 +120,12 @@ def cellq_rig(cellq_bg: BackgroundLoop) -> Iterator[CellQRig]:
     cellq_bg.run(twin.stop())
 
 
+@pytest.fixture
+def cellq_twin(cellq_rig: CellQRig) -> CellQTwin:
+    """The session TCP twin, reset for this test."""
+    return cellq_rig.reset()
+
+
 @pytest.fixture(scope="session")
 def cellq_rtu_rig(cellq_rig: CellQRig) -> Iterator[RtuRig]:
     modem = NullModem()

@@ -50,13 +50,8 @@ REG = st.integers(0, 0xFFFF)
 
 
 @pytest.fixture
-def twin(cellq_rig: CellQRig) -> CellQTwin:
-    return cellq_rig.reset()
-
-
-@pytest.fixture
-async def hostile(twin: CellQTwin) -> AsyncIterator[HostileCellQ]:
-    server = HostileCellQ(twin.port)
+async def hostile(cellq_twin: CellQTwin) -> AsyncIterator[HostileCellQ]:
+    server = HostileCellQ(cellq_twin.port)
     await server.start()
     yield server
     await server.stop()
@@ -144,7 +139,7 @@ async def test_exception_codes_outside_the_icd_are_communication_lost(
 
 
 async def test_a_write_echo_that_does_not_match_is_communication_lost(
-    driver: ModbusAnalyzer, hostile: HostileCellQ, twin: CellQTwin
+    driver: ModbusAnalyzer, hostile: HostileCellQ, cellq_twin: CellQTwin
 ) -> None:
     hostile.rewrite(
         lambda q: function_of(q) == icd.FC_WRITE_MULTIPLE,
@@ -154,7 +149,7 @@ async def test_a_write_echo_that_does_not_match_is_communication_lost(
     await lost_then_back(driver, lambda: driver.submit(seq, "NOSUCH", Assay.STERILITY))
     # the write itself reached the analyzer; the retry finds it, one job
     slot = await driver.submit(seq, "NOSUCH", Assay.STERILITY)
-    assert twin.submitted[seq] == 1 and (await driver.job(seq)).slot == slot
+    assert cellq_twin.submitted[seq] == 1 and (await driver.job(seq)).slot == slot
 
 
 # --------------------------------------------------------------------------- values
@@ -241,7 +236,7 @@ async def test_any_slot_registers_are_checked(
 
 
 async def test_a_job_seq_mismatch_after_a_submit_is_communication_lost(
-    driver: ModbusAnalyzer, hostile: HostileCellQ, twin: CellQTwin
+    driver: ModbusAnalyzer, hostile: HostileCellQ, cellq_twin: CellQTwin
 ) -> None:
     """The analyzer acknowledges the submit, but the slot then shows another JobSeq:
     the driver returns no slot for it."""
@@ -256,9 +251,9 @@ async def test_a_job_seq_mismatch_after_a_submit_is_communication_lost(
     hostile.rewrite(lambda q: confirming_read(q) and count_of(q) == 22, other_job)
     detail = await lost_then_back(driver, lambda: driver.submit(seq, "NOSUCH", Assay.STERILITY))
     assert "holds JobSeq" in detail
-    assert twin.submitted[seq] == 1
+    assert cellq_twin.submitted[seq] == 1
     slot = await driver.submit(seq, "NOSUCH", Assay.STERILITY)  # the repeat reads: one job
-    assert twin.submitted[seq] == 1 and (await driver.job(seq)).slot == slot
+    assert cellq_twin.submitted[seq] == 1 and (await driver.job(seq)).slot == slot
 
 
 @pytest.mark.parametrize(
@@ -273,13 +268,13 @@ async def test_a_strange_sample_id_read_back_is_never_written_back(
     cellq_rig: CellQRig,
     driver: ModbusAnalyzer,
     hostile: HostileCellQ,
-    twin: CellQTwin,
+    cellq_twin: CellQTwin,
     sample_regs: list[int],
 ) -> None:
     seq = 6200
     await driver.submit(seq, draw_sample(cellq_rig.world), Assay.STERILITY)
     await eventually(lambda: driver.job(seq), "running", lambda j: j.state is SlotState.RUNNING)
-    aborts = twin.commands[Command.ABORT]
+    aborts = cellq_twin.commands[Command.ABORT]
 
     def strange(q: bytes, a: bytes) -> bytes:
         regs = registers_of(a)
@@ -289,7 +284,7 @@ async def test_a_strange_sample_id_read_back_is_never_written_back(
     hostile.rewrite(reads(icd.FC_READ_HOLDING), strange)
     detail = await lost_then_back(driver, lambda: driver.abort(seq))
     assert "SampleId" in detail
-    assert twin.commands[Command.ABORT] == aborts  # nothing was sent
+    assert cellq_twin.commands[Command.ABORT] == aborts  # nothing was sent
     await driver.abort(seq)  # with honest answers it works
     assert (await driver.job(seq)).state is SlotState.ABORTED
 
