@@ -86,6 +86,7 @@ class BalanceTwin:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer = bytearray()
         self._skipping = False  # dropping an overlong line up to its end
+        self._answering = 0  # 1 while an answer is being made or written
         self._reading = False
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._tasks = TaskOwner("balance")
@@ -93,6 +94,11 @@ class BalanceTwin:
         self._load_g = 0.0  # gross load settled on
         self._from_g = 0.0  # gross load before the last bag arrived
         self._since = -1e9  # wall time the last bag arrived
+
+    @property
+    def pending(self) -> int:
+        """Commands read from the line and not answered yet (0 when the twin is idle)."""
+        return self._queue.qsize() + self._answering
 
     @property
     def port_path(self) -> str:
@@ -214,6 +220,7 @@ class BalanceTwin:
     async def _answer_loop(self) -> None:
         while True:
             line = await self._queue.get()
+            self._answering = 1
             if not self._reading and self._queue.qsize() < MAX_QUEUED // 2:
                 self._set_reading(True)
             wait = self.faults.wait_seconds()
@@ -225,6 +232,7 @@ class BalanceTwin:
             except UnicodeDecodeError:
                 command = "\xff"
             await self._send(self.faults.mangle(self.answer(command).encode() + icd.BALANCE_EOL))
+            self._answering = 0
 
     async def _send(self, answer: bytes) -> None:
         """Write one answer whole, or (nobody has read the line for ``DROP_AFTER``) not

@@ -18,7 +18,7 @@ import pytest
 
 from drivers.base import Busy
 from drivers.serial import BalanceSettings, SerialBalance
-from tests.support import HANG_GUARD, POLL
+from tests.support import HANG_GUARD, POLL, eventually
 from tests.support.balance import BalanceBench
 
 T = TypeVar("T")
@@ -31,8 +31,14 @@ async def balance(balance_bench: BalanceBench) -> AsyncIterator[SerialBalance]:
         balance_bench.twin.faults.clear()
     async with SerialBalance("balance", balance_bench.port, SETTINGS) as driver:
         yield driver
-    if balance_bench.twin is not None:
-        balance_bench.twin.faults.clear()
+    twin = balance_bench.twin
+    if twin is not None:  # answers still owed to this test's commands are not the next's
+        twin.faults.clear()
+
+        async def pending() -> int:
+            return twin.pending
+
+        await eventually(pending, "balance twin idle", lambda n: n == 0)
 
 
 async def settled(fn: Callable[[], Awaitable[T]]) -> T:
