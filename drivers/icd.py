@@ -381,10 +381,69 @@ IR_PROGRESS: Final = 3
 IR_JOB_FAULT: Final = 4
 IR_RESULTS: Final = 8  # 8..21, seven float32
 
-# Twin controls (section 4), holding registers.
+# Twin controls (section 4): holding registers, and (1.1) the jobs-created counter.
 TWIN_HR_FAULT_CODE: Final = 900
 TWIN_HR_FAULT_RAISE: Final = 901
 TWIN_HR_TIME_SCALE: Final = 902  # 902..903, float32
+TWIN_IR_JOBS_CREATED: Final = 900  # 900..901, uint32 (idempotent repeats not counted)
+TWIN_TIME_SCALE_MIN: Final = 0.001  # 1.1: process seconds per wall second
+TWIN_TIME_SCALE_MAX: Final = 1e7
+
+# 1.1 Modbus framing: function codes served, request sizes, whole values.
+FC_READ_HOLDING: Final = 0x03
+FC_READ_INPUT: Final = 0x04
+FC_WRITE_SINGLE: Final = 0x06
+FC_WRITE_MULTIPLE: Final = 0x10
+FUNCTION_CODES: Final = frozenset(
+    {FC_READ_HOLDING, FC_READ_INPUT, FC_WRITE_SINGLE, FC_WRITE_MULTIPLE}
+)
+MAX_READ_REGS: Final = 125
+MAX_WRITE_REGS: Final = 123
+# Holding-register spans of a slot (offsets) written whole: JobSeq, panel, SampleId, command.
+HR_SLOT_VALUES: Final = ((0, 2), (2, 3), (3, 11), (11, 12))
+
+
+@dataclass(frozen=True, slots=True)
+class SerialLine:
+    """Line settings of a serial port (1.1: Cell Q RTU is 19200 8N1 unless the site
+    configures otherwise; the balance is 9600 8N1). Refuses what no UART does."""
+
+    baudrate: int = 19200
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: float = 1
+
+    BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if isinstance(self.baudrate, bool) or self.baudrate not in self.BAUDRATES:
+            problems.append(f"baudrate {self.baudrate!r} is not one of {self.BAUDRATES}")
+        if isinstance(self.bytesize, bool) or self.bytesize not in (7, 8):
+            problems.append(f"bytesize {self.bytesize!r} is not 7 or 8")
+        if self.parity not in ("N", "E", "O"):
+            problems.append(f"parity {self.parity!r} is not N, E or O")
+        if isinstance(self.stopbits, bool) or self.stopbits not in (1, 1.5, 2):
+            problems.append(f"stopbits {self.stopbits!r} is not 1, 1.5 or 2")
+        if problems:
+            raise ValueError("serial line: " + "; ".join(problems))
+
+    def serial_settings(self) -> dict[str, Any]:
+        """The settings as pyserial and pymodbus take them (keyword arguments)."""
+        return {
+            "baudrate": self.baudrate,
+            "bytesize": self.bytesize,
+            "parity": self.parity,
+            "stopbits": self.stopbits,
+        }
+
+    def char_seconds(self) -> float:
+        """Wall seconds one character takes on the line (start + data + parity + stop)."""
+        bits = 1 + self.bytesize + (self.parity != "N") + self.stopbits
+        return bits / self.baudrate
+
+    def __str__(self) -> str:
+        return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits:g}"
 
 
 def slot_base(slot: int) -> int:
@@ -481,6 +540,7 @@ def panel_is_valid(panel: int) -> bool:
 
 
 # Modbus exception codes the ICD uses.
+EXC_ILLEGAL_FUNCTION: Final = 0x01  # 1.1: any function code but 03, 04, 06, 16
 EXC_ILLEGAL_ADDRESS: Final = 0x02
 EXC_ILLEGAL_VALUE: Final = 0x03
 EXC_DEVICE_FAILURE: Final = 0x04
@@ -524,8 +584,21 @@ def decode_string(regs: list[int] | tuple[int, ...]) -> str:
     return raw.decode("ascii")
 
 
+def parse_sample_id(regs: list[int] | tuple[int, ...]) -> str | None:
+    """The SampleId in 8 registers exactly as ``encode_string`` writes one (ASCII, NUL
+    padded, nothing after the first NUL), or None when they hold none."""
+    try:
+        text = decode_string(regs)
+    except ValueError:
+        return None
+    if not is_sample_id(text) or encode_string(text) != list(regs):
+        return None
+    return text
+
+
 # --------------------------------------------------------------------------- section 3
 BALANCE_BAUD: Final = 9600
+BALANCE_LINE: Final = SerialLine(baudrate=BALANCE_BAUD)
 BALANCE_EOL: Final = b"\r\n"
 BALANCE_VALUE_WIDTH: Final = 10
 PRODUCT_DENSITY_G_PER_ML: Final = 1.03

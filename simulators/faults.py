@@ -8,8 +8,8 @@ This module owns three things, none of them part of any instrument's interface:
   ``garbage(n_bytes)``, ``refuse(True/False)``, ``clear()``. The switches are coroutines
   that may be awaited from any event loop (the proxy may run on a BackgroundLoop).
 - ``ModbusFaults``: read by ``CellQTwin`` on every request: answer the next N requests
-  (or all, until cleared) with an exception code, answer none of them (silence), or
-  answer slowly.
+  (or all, until cleared) with an exception code, answer none of them (silence),
+  carry them out and lose the answer, or answer slowly.
 - ``SerialFaults``: read by ``BalanceTwin`` on every answer: garbage bytes before or in
   place of the next answers, a stall, slow answers.
 
@@ -41,29 +41,41 @@ _CHUNK = 65536
 
 
 # --------------------------------------------------------------------------- Modbus
+@dataclass(frozen=True, slots=True)
+class ModbusFault:
+    """What the twin does with one request: wait ``delay`` wall seconds, then answer
+    nothing and change nothing (``silent``), answer exception ``code`` and change
+    nothing, or carry it out and lose the answer (``lose_answer``)."""
+
+    delay: float = 0.0
+    silent: bool = False
+    code: int | None = None
+    lose_answer: bool = False
+
+
 @dataclass
 class ModbusFaults:
     """Faults of a Cell Q twin's Modbus answers (TCP and RTU alike).
 
     ``exception(code, count)``: the next ``count`` requests (all when None) are answered
     with exception ``code`` and change nothing. ``silence(count)``: the next ``count``
-    requests (all when None) get no answer at all. ``slow(seconds)``: every answer waits
-    that long (wall time). ``clear()`` ends them all; counters stay.
-
-    A request is one datastore access: a read/write-multiple (FC 23) or a mask write
-    (FC 22) counts twice. While one answer is held by ``slow``, pymodbus 3.16.1 keeps
-    only the last request of a connection, so a client that pipelines requests on one
-    connection may see answers go astray: use one request at a time (as the ICD's
-    clients do) when testing with ``slow``.
+    requests (all when None) get no answer at all and change nothing.
+    ``lose_answers(count, skip)``: after ``skip`` requests, the next ``count`` are
+    carried out but their answers are lost (what a client sees when the line drops
+    after the instrument acted). ``slow(seconds)``: every answer waits that long (wall
+    time). ``clear()`` ends them all; counters stay. One request is one frame.
     """
 
     exceptions_sent: int = 0
     silenced: int = 0
     delayed: int = 0
+    answers_lost: int = 0
     _code: int | None = None
     _code_left: int | None = None
     _silence: bool = False
     _silence_left: int | None = None
+    _lose_skip: int = 0
+    _lose_left: int = 0
     _delay: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -77,6 +89,12 @@ class ModbusFaults:
         with self._lock:
             self._silence, self._silence_left = True, count
 
+    def lose_answers(self, count: int = 1, skip: int = 0) -> None:
+        if count < 1 or skip < 0:
+            raise ValueError("lose_answers needs count >= 1 and skip >= 0")
+        with self._lock:
+            self._lose_skip, self._lose_left = skip, count
+
     def slow(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError("a delay cannot be negative")
@@ -87,10 +105,11 @@ class ModbusFaults:
         with self._lock:
             self._code = self._code_left = None
             self._silence, self._silence_left = False, None
+            self._lose_skip = self._lose_left = 0
             self._delay = 0.0
 
-    def take(self) -> tuple[float, bool, int | None]:
-        """For the twin: (delay, answer nothing, exception code) of the next request."""
+    def take(self) -> ModbusFault:
+        """For the twin: what to do with the next request."""
         with self._lock:
             delay = self._delay
             if delay:
@@ -101,7 +120,7 @@ class ModbusFaults:
                     self._silence_left -= 1
                     if self._silence_left <= 0:
                         self._silence, self._silence_left = False, None
-                return delay, True, None
+                return ModbusFault(delay, silent=True)
             code = self._code
             if code is not None:
                 self.exceptions_sent += 1
@@ -109,7 +128,15 @@ class ModbusFaults:
                     self._code_left -= 1
                     if self._code_left <= 0:
                         self._code = self._code_left = None
-            return delay, False, code
+                return ModbusFault(delay, code=code)
+            if self._lose_left:
+                if self._lose_skip:
+                    self._lose_skip -= 1
+                else:
+                    self._lose_left -= 1
+                    self.answers_lost += 1
+                    return ModbusFault(delay, lose_answer=True)
+            return ModbusFault(delay)
 
 
 # --------------------------------------------------------------------------- serial
