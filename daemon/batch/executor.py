@@ -43,6 +43,7 @@ from daemon.batch.machine import Batch, Task
 from daemon.journal import records as r
 from drivers import icd
 from drivers.base import (
+    Busy,
     CommunicationLost,
     IdentityMismatch,
     InstrumentError,
@@ -561,7 +562,7 @@ async def _submit(engine: Engine, batch_id: str, job_seq: int, drv: Any) -> int:
                 )
             )
         except InstrumentError as exc:
-            if isinstance(exc, InvalidState) or type(exc).__name__ == "Busy":
+            if isinstance(exc, InvalidState | Busy):
                 # analyzer faulted, or no slot free after all: wait for a change and retry
                 view = engine.cell.analyzers[job.analyzer]
                 before = (view.state, view.free_slots)
