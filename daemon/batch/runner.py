@@ -41,7 +41,7 @@ from daemon.batch.steps import RUNNERS, StepCtx
 from daemon.journal import records as r
 from daemon.recipe import duration_seconds
 from drivers import icd
-from drivers.base import InstrumentError
+from drivers.base import InstrumentError, InvalidArgument, InvalidState
 from drivers.icd import UnitState
 
 if TYPE_CHECKING:
@@ -297,54 +297,52 @@ class BatchRunner:
         return t.shuttle, t.unit, t.task_id
 
     async def _hold(self) -> None:
-        prog = self._running_program()
-        if prog is not None:
-            shuttle, unit, task_id = prog
-            view = self.engine.cell.shuttles[shuttle]
-            u = view.units.get(unit)
-            if not view.up:
-                await ex.deviation(
-                    self.engine,
-                    self.batch_id,
-                    "hold_not_on_instrument",
-                    f"{shuttle} unreachable: {task_id} on {unit} could not be held; "
-                    "it runs on under the instrument's control",
-                    task_id=task_id,
-                )
-            elif u is not None and u.task_id == task_id and u.state == UnitState.RUNNING:
-                drv = self.engine.cell.shuttle_drivers[shuttle]
-                try:
-                    await ex.call(shuttle, f"Hold {task_id}", lambda: drv.hold(unit, task_id))
-                except (InstrumentError, ex.HoldBatch) as exc:
-                    await ex.deviation(
-                        self.engine,
-                        self.batch_id,
-                        "hold_not_on_instrument",
-                        f"Hold of {task_id} on {unit} failed: {exc}",
-                    )
+        """Hold the batch's unended program on the instrument (the view may lag the
+        start by a publish, so the instrument is asked, not the view: Hold of a held
+        program answers Good, of an ended one BadInvalidState)."""
+        await self._program_command("Hold", "hold_not_on_instrument")
         await self.commit(r.StateReached(batch_id=self.batch_id, state=BatchState.HELD.value))
 
     async def _restart(self) -> None:
-        prog = self._running_program()
-        if prog is not None:
-            shuttle, unit, task_id = prog
-            view = self.engine.cell.shuttles[shuttle]
-            u = view.units.get(unit)
-            if view.up and u is not None and u.task_id == task_id and u.state == UnitState.HELD:
-                drv = self.engine.cell.shuttle_drivers[shuttle]
-                try:
-                    await ex.call(shuttle, f"Unhold {task_id}", lambda: drv.unhold(unit, task_id))
-                except ex.HoldBatch as hold:
-                    await self._system_hold(hold)
-                    return
-                except InstrumentError as exc:
-                    await ex.deviation(
-                        self.engine,
-                        self.batch_id,
-                        "unhold_failed",
-                        f"Unhold of {task_id} on {unit} failed: {exc}",
-                    )
+        try:
+            await self._program_command("Unhold", "unhold_failed")
+        except ex.HoldBatch as hold:
+            await self._system_hold(hold)
+            return
         await self.commit(r.StateReached(batch_id=self.batch_id, state=BatchState.RUNNING.value))
+
+    async def _program_command(self, command: str, deviation_kind: str) -> None:
+        prog = self._running_program()
+        if prog is None:
+            return
+        shuttle, unit, task_id = prog
+        drv = self.engine.cell.shuttle_drivers[shuttle]
+        act = drv.hold if command == "Hold" else drv.unhold
+        try:
+            await ex.call(shuttle, f"{command} {task_id}", lambda: act(unit, task_id))
+        except InvalidState:
+            pass  # the program ended meanwhile: the step takes its result when it resumes
+        except InvalidArgument:
+            pass  # it never started (the unit has another TaskId): nothing to hold
+        except ex.HoldBatch as exc:
+            if command == "Unhold":
+                raise
+            await ex.deviation(
+                self.engine,
+                self.batch_id,
+                deviation_kind,
+                f"{shuttle} unreachable: {task_id} on {unit} could not be held; "
+                f"it runs on under the instrument's control ({exc.message})",
+                task_id=task_id,
+            )
+        except InstrumentError as exc:
+            await ex.deviation(
+                self.engine,
+                self.batch_id,
+                deviation_kind,
+                f"{command} of {task_id} on {unit} failed: {exc}",
+                task_id=task_id,
+            )
 
     # ------------------------------------------------------------------ Stopping, Aborting
     async def _end(self, *, stop: bool) -> None:
