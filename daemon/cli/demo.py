@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import anyio
+import structlog
 from asyncua import Client, ua
 
 from daemon.batch.engine import EngineError
@@ -57,11 +58,14 @@ from daemon.cli import logs
 from daemon.cli.demo_verdict import Injected, Run, Verdict, judge
 from daemon.cli.demo_view import Feed, live_view
 from daemon.cli.sim import add_world_arguments
+from daemon.events import Subscription
 from daemon.supervisor import Daemon, build, serve
 from drivers import icd
 from simulators.cell import SimCell, SimConfig, SimStartError
 from simulators.controls import TwinControls
 from simulators.runner import BackgroundLoop
+
+log = structlog.get_logger("cellfab.demo")
 
 DEFAULT_TIME_SCALE = 25000.0  # about a minute on a 2-core machine
 SHUTTLE = "shuttle1"  # the default site's names (daemon.config.defaults.SIM_NAMES)
@@ -71,6 +75,7 @@ SUPERVISOR_DELAY = 1.0  # wall seconds before the faulted batch is restarted
 FAULT_AT = 0.3  # fraction of the program done when its unit faults
 FAULT = (31, "CO2 supply pressure low")
 HANG_DAYS = 45.0  # process days after which the demo gives up (a hang guard)
+EVENTS = frozenset({"batch", "step", "deviation", "record", "fault"})  # the feed's bus kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,8 @@ PLAN = (
 
 
 class Demo:
+    """The demo's people and its view, around one running daemon."""
+
     def __init__(self, daemon: Daemon, controls: TwinControls, feed: Feed) -> None:
         self.daemon = daemon
         self.engine = daemon.engine
@@ -251,10 +258,8 @@ class Demo:
             self.run.unexpected[batch_id] = f"held by {b.held_by}: {b.hold_reason}"
             return
 
-    async def follow(self) -> None:
-        async for ev in self.engine.bus.subscribe(
-            frozenset({"batch", "step", "deviation", "record", "fault"})
-        ):
+    async def follow(self, events: Subscription) -> None:
+        async for ev in events:
             self.feed.on_event(ev)
 
     async def show(self, live: Any, header: str) -> None:
@@ -267,8 +272,9 @@ class Demo:
 
     # ------------------------------------------------------------------ the run
     async def play(self, live: Any, header: str, hang_s: float) -> None:
+        events = self.engine.bus.subscribe(EVENTS)  # before the first batch exists
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self.follow)
+            tg.start_soon(self.follow, events)
             if live is not None:
                 tg.start_soon(self.show, live, header)
             await self.start_batches()
@@ -282,6 +288,7 @@ class Demo:
                 self.run.finished = True
             self.run.wall_s, self.run.process_days = self.feed.elapsed()
             tg.cancel_scope.cancel()
+        await events.aclose()
         if live is not None:
             batches = [self.engine.batches[bid] for bid in self.run.batch_ids]
             live.update(
@@ -407,6 +414,9 @@ def run_demo(args: argparse.Namespace) -> int:
             verdict = anyio.run(_main, args, twins, out, None, folder)
     except SimStartError as exc:
         print(f"cellfab demo: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # a bug, or an instrument twin refusing: say what, keep the log
+        log.exception("demo failed")
+        print(f"cellfab demo: error: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
         with contextlib.suppress(Exception):
             loop.run(twins.stop())

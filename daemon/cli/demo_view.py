@@ -312,7 +312,8 @@ def units_table(view: ShuttleView) -> RenderableType:
             fault,
         )
     rest = Text(f"idle and empty: {_ranges(idle) or '-'}", style="dim")
-    return Group(Text(f"{view.name} units", style="bold"), t, rest)
+    title = Text(f"{view.name} units", style="bold")
+    return Group(title, t, rest) if busy else Group(title, rest)
 
 
 def cell_line(cell: CellView) -> Text:
