@@ -4,7 +4,7 @@ Command groups, one module each under ``daemon/cli/`` (``GROUPS``):
 
   recipe  validate, show and graph recipes (daemon.cli.recipe)
   sim     run the software twins of one cell (daemon.cli.sim)
-  demo    twins plus a scripted walk of one cartridge (daemon.cli.demo)
+  demo    four batches through a simulated cell on the batch engine (daemon.cli.demo)
   run     the daemon: instruments, batches, journal, API (daemon.cli.run)
   site    validate and show sites (daemon.cli.site)
   journal back up, restore and verify the journal (daemon.cli.journal)
@@ -30,7 +30,7 @@ from daemon.cli import logs
 GROUPS: Final[dict[str, tuple[str, str]]] = {
     "recipe": ("daemon.cli.recipe", "validate, show and graph recipes"),
     "sim": ("daemon.cli.sim", "run the software twins of one cell"),
-    "demo": ("daemon.cli.demo", "twins plus a scripted walk of one cartridge"),
+    "demo": ("daemon.cli.demo", "four batches through a simulated cell on the batch engine"),
     "run": ("daemon.cli.run", "run the daemon: instruments, batches, journal, API"),
     "site": ("daemon.cli.site", "validate and show sites (instruments, journal, API)"),
     "journal": ("daemon.cli.journal", "back up, restore and verify the journal"),

@@ -259,9 +259,11 @@ class Scheduler:
         shuttle = req.shuttle
         units = list(self.cell.shuttles[shuttle].units.values())
         candidates = [u for u in units if req.capability in u.capabilities and usable(u)]
-        mine = [u for u in candidates if u.unit == req.location]
-        if mine and self.reserved.get((shuttle, req.location), req.batch_id) == req.batch_id:
-            return self._grant_unit(req, req.location)
+        # the bay its cartridge is in now: it may have been parked since it asked
+        here = req.location if self.occ.occupant(shuttle, req.location) == req.batch_id else ""
+        mine = [u for u in candidates if u.unit == here]
+        if mine and self.reserved.get((shuttle, here), req.batch_id) == req.batch_id:
+            return self._grant_unit(req, here)
         free = self._free(shuttle)
         scarce = scarcity(units)
         choice = least_scarce([u for u in candidates if free(u)], scarce)
