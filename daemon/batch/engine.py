@@ -245,7 +245,7 @@ class Engine:
                 if f.name not in ("batch_id", "recipe_text")
             },
         }
-        data["state"] = b.state.value
+        data["batch_state"] = b.state.value  # beside the record's own fields (JobEnded.state)
         self.bus.publish(kind, data)
 
     async def wait_batch(self, batch_id: str, ready: Callable[[Batch], Any]) -> Any:

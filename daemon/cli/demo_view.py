@@ -187,7 +187,7 @@ def describe(d: Mapping[str, Any], programs: dict[str, tuple[str, str]]) -> str 
             panel = ", ".join(a.name.lower() for a in icd.panel_assays(d["panel"]))
             return f"{bid}   sample {d['sample_id']} to {d['analyzer']}: {panel}"
         case "JobEnded":
-            # (the bus gives the batch's state as "state"; a done job has results)
+            # a done job has results; a failed one its fault
             if d["fault"] or not d["results"]:
                 return f"{bid}   QC job {d['job_seq']} ended without results (fault {d['fault']})"
             return f"{bid}   QC: {qc_text(d['results'])}"
