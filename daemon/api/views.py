@@ -29,6 +29,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _fields(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields, JSON-ready (``dataclasses.asdict`` would deep-copy, and a
+    mapping proxy cannot be copied)."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
 def prompt_of(batch: Batch, recipe: Recipe | None) -> s.PromptOut | None:
     """The confirm prompt ``batch`` waits at (None when it waits at none)."""
     if recipe is None or not batch.step or batch.confirmation is not None:
@@ -70,7 +76,7 @@ def batch_summary(batch: Batch, recipe: Recipe | None) -> s.BatchSummary:
 
 
 def batch_detail(batch: Batch, recipe: Recipe | None) -> s.BatchDetail:
-    task = None if batch.task is None else s.TaskOut(**_plain(dataclasses.asdict(batch.task)))
+    task = None if batch.task is None else s.TaskOut(**_fields(batch.task))
     return s.BatchDetail(
         **_summary_fields(batch, recipe),
         recipe_file=batch.recipe_file,
@@ -81,8 +87,8 @@ def batch_detail(batch: Batch, recipe: Recipe | None) -> s.BatchDetail:
         last_step=batch.last_step,
         run=batch.run,
         task=task,
-        jobs=[s.JobOut(**_plain(dataclasses.asdict(j))) for j in batch.jobs.values()],
-        deviations=[s.DeviationOut(**dataclasses.asdict(d)) for d in batch.deviations],
+        jobs=[s.JobOut(**_fields(j)) for j in batch.jobs.values()],
+        deviations=[s.DeviationOut(**_fields(d)) for d in batch.deviations],
         confirmation=None if batch.confirmation is None else _plain(batch.confirmation),
     )
 
