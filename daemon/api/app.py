@@ -15,7 +15,7 @@ an ``ErrorOut`` naming the field (decision 0060).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
@@ -25,11 +25,16 @@ from daemon.api import errors
 from daemon.api.access import authorize
 from daemon.api.events import Streams
 from daemon.api.routes import batches, events, instruments, recipes
-from daemon.api.schemas import BODY_MAX, RECIPE_BODY_MAX
+from daemon.api.schemas import BODY_MAX, RECIPE_BODY_MAX, ErrorOut
 from daemon.supervisor import Daemon
 
 API_VERSION: Final = "1.0"
 BODY_LIMITS: Final = {"/recipes/validate": RECIPE_BODY_MAX}  # path -> bytes; else BODY_MAX
+ERRORS: Final[dict[int | str, dict[str, Any]]] = {  # what any route may answer
+    413: {"model": ErrorOut, "description": "The body is larger than the route accepts"},
+    422: {"model": ErrorOut, "description": "A field of the request is invalid"},
+    500: {"model": ErrorOut, "description": "A bug (logged; the daemon goes on)"},
+}
 
 
 def create_app(daemon: Daemon) -> FastAPI:
@@ -40,13 +45,14 @@ def create_app(daemon: Daemon) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         dependencies=[Depends(authorize)],
+        generate_unique_id_function=lambda route: route.name,  # operationId = route name
     )
     app.state.daemon = daemon
     app.state.streams = Streams(daemon.bus)
     errors.install(app)
     app.add_middleware(BodyLimit, default=BODY_MAX, limits=BODY_LIMITS)
     for module in (batches, recipes, instruments, events):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERRORS)
     return app
 
 

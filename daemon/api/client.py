@@ -17,6 +17,7 @@ API's JSON, unchanged). ``events`` follows the server-sent event stream.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -54,7 +55,7 @@ class Target:
     url: str  # as the user knows it: http(s)://host:port or unix:PATH
     base_url: str
     uds: str | None = None
-    verify: str | bool = True
+    cafile: str | None = None  # the certificate to trust (a TLS site's own), else the system's
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +99,8 @@ def resolve(api: str | None, site_file: str | None) -> Target:
     scheme = "https" if site.api.tls else "http"
     shown = f"[{host}]" if ":" in host else host
     url = f"{scheme}://{shown}:{endpoint.port}"
-    verify: str | bool = str(site.api.tls.certificate) if site.api.tls else True
-    return Target(url, url, verify=verify)
+    cafile = str(site.api.tls.certificate) if site.api.tls else None
+    return Target(url, url, cafile=cafile)
 
 
 class Client:
@@ -108,10 +109,11 @@ class Client:
     def __init__(self, target: Target, timeout: float = TIMEOUT) -> None:
         self.target = target
         transport = httpx.HTTPTransport(uds=target.uds) if target.uds else None
+        verify = ssl.create_default_context(cafile=target.cafile) if target.cafile else True
         self.http = httpx.Client(
             base_url=target.base_url,
             transport=transport,
-            verify=target.verify,
+            verify=verify,
             timeout=timeout,
             headers={"accept": "application/json"},
         )

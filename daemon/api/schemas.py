@@ -12,9 +12,17 @@ The one error body (decision 0060) is ``ErrorOut``: ``{"error", "field", "detail
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from daemon.batch.states import BatchState
 from daemon.recipe.limits import MAX_FILE_BYTES, MAX_PARAMETERS
@@ -44,12 +52,36 @@ CartridgeId = Annotated[
     Field(description="The cartridge's id (ICD identifier)"),
 ]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+def _param_value(value: Any) -> bool | int | float | str:
+    """One error for a value of the wrong kind (a union would report one per member)."""
+    if isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("a number must be finite")
+        return value
+    if isinstance(value, str):
+        if len(value) > VALUE_MAX:
+            raise ValueError(f"a text value has at most {VALUE_MAX} characters")
+        return value
+    raise ValueError("a parameter value is true/false, a number or text")
+
+
 ParamValue = Annotated[
-    bool
-    | int
-    | Annotated[float, Field(allow_inf_nan=False)]
-    | Annotated[str, StringConstraints(max_length=VALUE_MAX)],
-    Field(description="A recipe parameter's value, of the parameter's type"),
+    Any,
+    PlainValidator(_param_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "boolean"},
+                {"type": "number"},
+                {"type": "string", "maxLength": VALUE_MAX},
+            ],
+            "description": "A recipe parameter's value, of the parameter's type",
+        }
+    ),
 ]
 CommandName = Literal["start", "stop", "hold", "restart", "abort", "reset", "pause", "resume"]
 

@@ -33,11 +33,10 @@ BatchId = Annotated[str, Path(min_length=1, max_length=32, description="e.g. B00
 _E: Final[dict[int | str, dict[str, Any]]] = {
     404: {"model": ErrorOut, "description": "No such batch"},
     409: {"model": ErrorOut, "description": "Refused in the batch's state (ISA-88 table)"},
-    422: {"model": ErrorOut, "description": "A field of the request is invalid"},
 }
 
 
-@router.get("", name="list_batches", responses={422: _E[422]})
+@router.get("", name="list_batches")
 async def list_batches(
     api: Api,
     state: Annotated[list[BatchState] | None, Query(max_length=12)] = None,
@@ -69,7 +68,7 @@ async def start_batch(body: StartIn, api: Api, response: Response) -> BatchDetai
     return views.batch_detail(batch, recipe)
 
 
-@router.get("/{batch_id}", name="show_batch", responses={404: _E[404], 422: _E[422]})
+@router.get("/{batch_id}", name="show_batch", responses={404: _E[404]})
 async def show_batch(batch_id: BatchId, api: Api) -> BatchDetail:
     """Parameters, variables, step and visit, task, jobs, deviations, and the prompt
     (and role) it waits for."""
@@ -92,7 +91,11 @@ async def command_batch(
     return views.batch_detail(batch, api.engine.recipes.get(batch.recipe_hash))
 
 
-@router.post("/{batch_id}/confirm", name="confirm_step", responses={**_E, 403: _E[422]})
+@router.post(
+    "/{batch_id}/confirm",
+    name="confirm_step",
+    responses={**_E, 403: {"model": ErrorOut, "description": "Another role must confirm"}},
+)
 async def confirm_step(batch_id: BatchId, body: ConfirmIn, api: Api) -> BatchDetail:
     """Answer the confirm prompt the batch waits at (step and role must match)."""
     batch = await api.engine.confirm(

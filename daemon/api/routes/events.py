@@ -29,8 +29,7 @@ BatchIdText = Annotated[str, StringConstraints(min_length=1, max_length=32)]
             'bus seq, data: {"seq", "kind", "at", "data", "batch_id"}), keep-alive comments',
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        404: {"model": ErrorOut},
-        422: {"model": ErrorOut},
+        404: {"model": ErrorOut, "description": "No such batch"},
     },
 )
 async def events(

@@ -39,7 +39,6 @@ async def list_recipes(api: Api) -> list[RecipeEntry]:
 @router.post(
     "/validate",
     name="validate_recipe",
-    responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     description="The body may be up to daemon.api.schemas.RECIPE_BODY_MAX bytes.",
 )
 async def validate_recipe(body: ValidateIn) -> ValidateOut:
