@@ -36,8 +36,6 @@ ACTIONS: Final[dict[str, str]] = {
     "queue": "read",
     "events": "read",
 }
-# FastAPI's own documentation routes
-PUBLIC: Final = frozenset({"openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"})
 
 
 @dataclass(frozen=True, slots=True)
