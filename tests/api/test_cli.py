@@ -200,3 +200,20 @@ def test_the_site_file_says_where_the_api_is(api_daemon: RunningDaemon, tmp_path
 )
 def test_param_values_are_typed_by_the_recipe(text: str, kind: str, value: object) -> None:
     assert typed(text, kind) == value
+
+
+def test_the_client_side_loads_no_server_code() -> None:
+    probe = (
+        "import sys, daemon.api, daemon.api.client, daemon.cli.batch, daemon.cli.batch_view\n"
+        "loaded = [m for m in ('fastapi', 'uvicorn', 'daemon.api.server', 'asyncua') "
+        "if m in sys.modules]\n"
+        "print(loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
