@@ -50,6 +50,7 @@ class Daemon:
     cell: CellView
     clock: ProcessClock
     engine: Engine
+    api_url: str = ""  # where the API listens once it serves (daemon.api.server)
 
     def library(self) -> Library:
         return scan(self.site.recipes)

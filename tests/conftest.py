@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.support.shuttle",
     "tests.support.cellq",
     "tests.support.balance",
+    "tests.support.daemon",
 ]

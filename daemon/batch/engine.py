@@ -64,8 +64,8 @@ class UnknownBatch(EngineError):
 
 
 class CommandRefused(EngineError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "command", 409)
+    def __init__(self, message: str, field: str = "command") -> None:
+        super().__init__(message, field, 409)
 
 
 class _Broadcast:
@@ -417,12 +417,14 @@ class Engine:
                 if b.step != step or recipe.kind(step) != "confirm":
                     at = f"step {b.step}" if b.step else "no step"
                     raise CommandRefused(
-                        f"{batch_id} is not waiting at confirm step {step!r} ({at})"
+                        f"{batch_id} is not waiting at confirm step {step!r} ({at})", "step"
                     )
                 if b.state not in ADVANCING:
-                    raise CommandRefused(f"{batch_id} is {b.state}; confirm once it runs again")
+                    raise CommandRefused(
+                        f"{batch_id} is {b.state}; confirm once it runs again", "batch_id"
+                    )
                 if b.confirmation is not None:
-                    raise CommandRefused(f"{batch_id}: step {step} is already confirmed")
+                    raise CommandRefused(f"{batch_id}: step {step} is already confirmed", "step")
                 wanted = recipe.steps[step].role
                 if role != wanted:
                     raise EngineError(

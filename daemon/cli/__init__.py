@@ -34,6 +34,7 @@ GROUPS: Final[dict[str, tuple[str, str]]] = {
     "run": ("daemon.cli.run", "run the daemon: instruments, batches, journal, API"),
     "site": ("daemon.cli.site", "validate and show sites (instruments, journal, API)"),
     "journal": ("daemon.cli.journal", "back up, restore and verify the journal"),
+    "batch": ("daemon.cli.batch", "start, list, command and watch batches (a client of the API)"),
 }
 
 

@@ -25,7 +25,7 @@ from structlog.typing import Processor
 
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 DEFAULT_LEVEL: Final = "info"
-THIRD_PARTY: Final = ("asyncua", "pymodbus")
+THIRD_PARTY: Final = ("asyncua", "pymodbus", "httpx", "httpcore", "uvicorn")
 _HANDLER: Final = "cellfab"
 
 

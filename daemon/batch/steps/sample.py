@@ -19,6 +19,7 @@ from daemon.batch import ids
 from daemon.batch.machine import Batch, Job
 from daemon.batch.steps.common import Next, StepCtx
 from daemon.batch.steps.op import check_ended, run_program
+from drivers.base import InvalidArgument
 from drivers.icd import SlotState
 
 
@@ -76,9 +77,16 @@ async def _read_ended(ctx: StepCtx, seq: int) -> Job | None:
     its follower, which this waits for."""
     job = ctx.batch.jobs[seq]
     drv = ctx.engine.cell.analyzer_drivers[job.analyzer]
-    status = await ex.call(job.analyzer, f"read job {seq}", lambda: drv.job(seq))
-    if status.state not in (SlotState.DONE, SlotState.FAILED, SlotState.ABORTED):
-        return None
+    try:
+        status = await ex.call(job.analyzer, f"read job {seq}", lambda: drv.job(seq))
+    except InvalidArgument:
+        # no slot holds it: its follower ended it (JobEnded is journaled before the slot
+        # is freed) and released it in the meantime
+        if ctx.engine.batches[ctx.batch_id].jobs[seq].phase not in ("ended", "released"):
+            raise
+    else:
+        if status.state not in (SlotState.DONE, SlotState.FAILED, SlotState.ABORTED):
+            return None
     return await ctx.engine.wait_batch(
         ctx.batch_id, lambda b: b.jobs[seq] if b.jobs[seq].phase == "released" else None
     )
