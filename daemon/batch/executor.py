@@ -222,11 +222,9 @@ async def _finish_move(engine: Engine, batch_id: str, t: Task) -> None:
             return "faulted"
         return ""
 
-    outcome = (
-        await engine.cell.wait(t.shuttle, icd.TRANSPORT, ended)
-        if t.unit == icd.OUTPUT_PORT
-        else await _wait_either(engine, t.shuttle, (icd.TRANSPORT, t.unit), ended)
-    )
+    # the arrival shows on the destination (a bay, or the OutputPort's list), a fault on
+    # the transport; they may come in either order within a publish: wait on both
+    outcome = await _wait_either(engine, t.shuttle, (icd.TRANSPORT, t.unit), ended)
     if outcome == "down":
         _require_up(engine, t.shuttle, f"move {t.task_id}")
     if outcome == "ok":

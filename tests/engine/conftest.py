@@ -1,17 +1,17 @@
 """Engine tests: the real daemon (journal, drivers, engine) against the twins.
 
-One SimCell (shuttle, Cell Q, balance twins on one world) runs for the whole module
-on a background loop; each test gets a fresh daemon with its own journal on it. The
-``Cell`` helper plays the people around the cell: it puts cartridges at the LoadPort
-(twin controls), answers confirmations with the step's role, and moves cartridges or
-faults units behind the daemon's back when a test needs a disturbance.
+The twins are the session's ``sim_cell`` (tests/support/daemon.py); each test gets a
+fresh daemon with its own journal, served on the test's own loop
+(``LocalDaemon``) so the test can reach the engine directly. ``Cell`` plays the people
+around the cell: it puts cartridges at the LoadPort (twin controls), answers
+confirmations with the step's role, and faults units when a test needs a disturbance.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +20,13 @@ from asyncua import Client, ua
 
 from daemon.batch.engine import Engine
 from daemon.batch.machine import Batch
-from daemon.config.defaults import sim_site
-from daemon.config.model import Policy, Site
+from daemon.config.model import Site
 from daemon.recipe import Recipe, load_recipe
-from daemon.supervisor import Daemon, build, serve
-from drivers import icd
-from simulators.cell import SimCell, SimConfig
+from daemon.supervisor import Daemon, build
 from simulators.controls import TwinControls
-from simulators.runner import BackgroundLoop
 from tests.support import HANG_GUARD, fresh
+from tests.support.daemon import LIBRARY, TIME_SCALE, LocalDaemon, SimTwins, daemon_site
 
-SCALE = 20_000.0
-ROOT = Path(__file__).resolve().parents[2]
-LIBRARY = ROOT / "recipes"
 HERE = Path(__file__).parent / "recipes"
 
 
@@ -41,69 +35,14 @@ def recipe(name: str) -> Recipe:
     return load_recipe(path if path.exists() else LIBRARY / f"{name}.yaml")
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimCell]:
-    loop = BackgroundLoop("engine-twins")
-    cell = SimCell(SimConfig(time_scale=SCALE, seed=3))
-    loop.run(cell.start())
-    try:
-        yield cell
-    finally:
-        loop.run(cell.stop())
-        loop.close()
-
-
-def site_for(sim: SimCell, journal: Path, **kw: Any) -> Site:
-    """The twins' site; it allows unapproved recipes (the library's are drafts until
-    the control plane signs approvals)."""
-    endpoints = {k: v for k, v in sim.endpoints().items() if k in ("shuttle", "cellq")}
-    site = sim_site(endpoints, SCALE, journal, recipes=[LIBRARY, HERE], **kw)
-    return site.model_copy(update={"policy": Policy(allow_unapproved_recipes=True)})
-
-
-class Running:
-    """A daemon served in a task of the test's loop; ``stop()`` ends it cleanly."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.stop_event = asyncio.Event()
-        self.ready = asyncio.Event()
-
-    async def start(self) -> None:
-        import anyio
-
-        stop = anyio.Event()
-        self._anyio_stop = stop
-
-        async def relay() -> None:
-            await self.stop_event.wait()
-            stop.set()
-
-        self._relay = asyncio.create_task(relay())
-        self._task = asyncio.create_task(
-            serve(self.daemon, stop, api=False, on_ready=lambda _d: self.ready.set())
-        )
-        done, _ = await asyncio.wait(
-            {self._task, asyncio.ensure_future(self.ready.wait())},
-            timeout=HANG_GUARD,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if self._task in done:
-            self._task.result()  # raises what stopped it
-        assert self.ready.is_set(), "daemon did not become ready"
-
-    async def stop(self) -> None:
-        self.stop_event.set()
-        async with asyncio.timeout(HANG_GUARD):
-            await self._task
-        self._relay.cancel()
+def site_for(twins: SimTwins, journal: Path) -> Site:
+    return daemon_site(twins, journal, extra_recipes=[HERE])
 
 
 class Cell:
     """The people and the world around the cell (twin controls of ICD section 4)."""
 
-    def __init__(self, sim: SimCell, client: Client, controls: TwinControls) -> None:
-        self.sim = sim
+    def __init__(self, client: Client, controls: TwinControls) -> None:
         self.client = client
         self.controls = controls
         self._tasks: list[asyncio.Task[Any]] = []
@@ -159,13 +98,17 @@ class Cell:
                 await t
 
 
-@pytest.fixture
-async def cell(sim: SimCell) -> AsyncIterator[Cell]:
-    client = Client(sim.shuttle.url)
+async def people(shuttle_url: str) -> tuple[Cell, Client]:
+    client = Client(shuttle_url)
     await client.connect()
     controls = TwinControls(client)
-    assert await controls.discover()
-    c = Cell(sim, client, controls)
+    assert await controls.discover(), "the shuttle offers no twin controls"
+    return Cell(client, controls), client
+
+
+@pytest.fixture
+async def cell(sim_cell: SimTwins) -> AsyncIterator[Cell]:
+    c, client = await people(sim_cell.endpoints["shuttle"])
     try:
         yield c
     finally:
@@ -174,13 +117,13 @@ async def cell(sim: SimCell) -> AsyncIterator[Cell]:
 
 
 @pytest.fixture
-async def daemon(sim: SimCell, tmp_path: Path) -> AsyncIterator[Daemon]:
-    running = Running(build(site_for(sim, tmp_path / "journal.sqlite")))
-    await running.start()
+async def daemon(sim_cell: SimTwins, tmp_path: Path) -> AsyncIterator[Daemon]:
+    local = LocalDaemon(build(site_for(sim_cell, tmp_path / "journal.sqlite")))
+    await local.start()
     try:
-        yield running.daemon
+        yield local.daemon
     finally:
-        await running.stop()
+        await local.stop()
 
 
 async def until(
@@ -202,4 +145,4 @@ def new_cartridge() -> str:
     return fresh("C")
 
 
-__all__ = ["HANG_GUARD", "SCALE", "Cell", "Running", "icd", "new_cartridge", "recipe", "until"]
+__all__ = ["TIME_SCALE", "Cell", "LocalDaemon", "new_cartridge", "people", "recipe", "until"]

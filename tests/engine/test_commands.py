@@ -56,12 +56,7 @@ async def test_hold_and_restart_reach_the_instrument(daemon: Daemon, cell: Cell)
         await engine.command(bid, C.PAUSE, by="ann")
     await engine.command(bid, C.RESTART, by="ann")
     b = await until(engine, bid, "Running", lambda x: x.state is S.RUNNING)
-    await until(
-        engine,
-        bid,
-        "program running again",
-        lambda x: daemon.cell.shuttles["shuttle1"].units[unit].state == UnitState.RUNNING,
-    )
+    assert await _unit(daemon, unit) == UnitState.RUNNING
     refused = [
         rec
         for _s, rec in daemon.journal.batch_records(bid)

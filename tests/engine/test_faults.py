@@ -15,15 +15,16 @@ from daemon.supervisor import Daemon, build
 from drivers.icd import UnitState
 from drivers.opcua import OpcUaShuttle
 from drivers.opcua_security import SecurityConfig
-from simulators.cell import SimCell
-from tests.engine.conftest import Cell, Running, new_cartridge, recipe, site_for, until
+from tests.engine.conftest import Cell, new_cartridge, recipe, site_for, until
 from tests.support import eventually, task_id
+from tests.support.daemon import LocalDaemon, SimTwins
 
 
 @pytest.fixture
-async def rogue(sim: SimCell) -> AsyncIterator[OpcUaShuttle]:
+async def rogue(sim_cell: SimTwins) -> AsyncIterator[OpcUaShuttle]:
     """Another client of the shuttle: someone acting behind the daemon's back."""
-    async with OpcUaShuttle("rogue", sim.shuttle.url, security=SecurityConfig.insecure()) as drv:
+    url = sim_cell.endpoints["shuttle"]
+    async with OpcUaShuttle("rogue", url, security=SecurityConfig.insecure()) as drv:
         yield drv
 
 
@@ -137,10 +138,10 @@ async def test_a_foreign_cartridge_in_the_bay_is_never_processed(
 
 
 async def test_a_daemon_restart_resumes_the_program_without_starting_it_again(
-    sim: SimCell, cell: Cell, tmp_path: Path
+    sim_cell: SimTwins, cell: Cell, tmp_path: Path
 ) -> None:
     journal = tmp_path / "journal.sqlite"
-    first = Running(build(site_for(sim, journal)))
+    first = LocalDaemon(build(site_for(sim_cell, journal)))
     await first.start()
     c = new_cartridge()
     b = await first.daemon.engine.create(recipe("long_op"), {"hours": 30.0}, c, by="ann")
@@ -152,7 +153,7 @@ async def test_a_daemon_restart_resumes_the_program_without_starting_it_again(
         lambda x: x.task is not None and x.task.phase == "started",
     )
     await first.stop()  # the program keeps running on the shuttle
-    second = Running(build(site_for(sim, journal)))
+    second = LocalDaemon(build(site_for(sim_cell, journal)))
     await second.start()
     try:
         resumed = second.daemon.engine.batches[b.batch_id]

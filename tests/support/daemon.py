@@ -12,6 +12,8 @@
 * ``api_daemon`` (module): one such daemon per test module, journal in a temporary
   folder, offering the folders of ``daemon_recipes`` (a fixture a suite overrides)
   too; ``api`` (function): an ``httpx.AsyncClient`` on its bound address;
+* ``LocalDaemon(build(site))``: the same daemon served on the test's own loop, for
+  engine tests that reach the engine directly (``tests/engine``);
 * ``start_batch``, ``batch_until``, ``insert_cartridge``: the steps tests take over
   HTTP (the cartridge goes in through the twin's controls, the physical world).
 
@@ -153,6 +155,37 @@ def running_daemon(site: Site) -> Iterator[RunningDaemon]:
             done.result(timeout=HANG_GUARD)  # a daemon that crashed or hangs fails here
         finally:
             loop.close()
+
+
+class LocalDaemon:
+    """A daemon served by a task of the test's own loop (engine tests reach its engine
+    directly); ``stop()`` ends it cleanly and raises what crashed it."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._stop = anyio.Event()
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, *, api: bool = False) -> Daemon:
+        self._task = asyncio.create_task(
+            serve(self.daemon, self._stop, api=api, on_ready=lambda _d: self._ready.set())
+        )
+        ready = asyncio.ensure_future(self._ready.wait())
+        done, _ = await asyncio.wait(
+            {self._task, ready}, timeout=HANG_GUARD, return_when=asyncio.FIRST_COMPLETED
+        )
+        ready.cancel()
+        if self._task in done:
+            self._task.result()  # raises what stopped it
+        assert self._ready.is_set(), "hang guard: the daemon did not get ready"
+        return self.daemon
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            async with asyncio.timeout(HANG_GUARD):
+                await self._task
 
 
 @pytest.fixture(scope="module")
