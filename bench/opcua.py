@@ -55,7 +55,7 @@ from bench.shuttle_twin import TwinProcess
 from drivers import icd
 from drivers.icd import BrowseName as BN
 from drivers.opcua import UNIT_VARS, OpcUaSettings, OpcUaShuttle
-from drivers.opcua_security import SecurityConfig
+from drivers.opcua.security import SecurityConfig
 from simulators.world import PROCESS_VALUE_NAMES
 
 N = 300

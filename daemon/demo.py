@@ -34,8 +34,7 @@ from drivers.base import (
 )
 from drivers.icd import Assay, SlotState, UnitState
 from drivers.modbus import ModbusAnalyzer, TcpEndpoint
-from drivers.opcua import OpcUaShuttle
-from drivers.opcua_security import SecurityConfig
+from drivers.opcua import OpcUaShuttle, SecurityConfig
 from drivers.serial import SerialBalance
 from simulators.cell import SimCell, SimConfig
 from simulators.controls import TwinControls
@@ -79,7 +78,7 @@ class Walk:
                         break
         finally:
             await stream.aclose()
-        transport_state = (await self.shuttle.transport_status())[0]
+        transport_state = (await self.shuttle.transport_status()).state
         if transport_state != icd.TransportState.IDLE:
             raise RuntimeError(f"move to {to} ended with the transport {transport_state}")
         self.out(f"  moved {CARTRIDGE} to {to}")

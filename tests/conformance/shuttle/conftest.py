@@ -21,7 +21,7 @@ from asyncua import Client
 from shuttle_support import FAST, Rig
 
 from drivers.opcua import OpcUaShuttle
-from drivers.opcua_security import SecurityConfig, apply_security
+from drivers.opcua.security import SecurityConfig, apply_security
 from simulators.clock import Clock
 from simulators.controls import TwinControls
 from simulators.faults import FaultProxy

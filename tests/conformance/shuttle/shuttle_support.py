@@ -69,7 +69,7 @@ class Rig:
 
     async def wait_transport_idle(self) -> None:
         async def check() -> bool:
-            return (await self.drv.transport_status())[0] == icd.TransportState.IDLE
+            return (await self.drv.transport_status()).state == icd.TransportState.IDLE
 
         await eventually(check, "transport Idle")
 

@@ -169,7 +169,7 @@ async def test_a_failed_resync_attempt_does_not_hide_changes_from_the_next(
     drops during the Read) must not make the next attempt forget what changed while lost."""
     assert target.proxy is not None
     drv = frig.drv
-    real = drv._read_snapshot
+    real = drv._conn._read_snapshot
     attempts = 0
 
     async def flaky(client: Any, space: Any) -> None:
@@ -187,7 +187,7 @@ async def test_a_failed_resync_attempt_does_not_hide_changes_from_the_next(
     await target.proxy.drop_connections()
     await next_event(stream, lambda e: isinstance(e, ConnectionLost))
     await frig.ctl.inject_fault("INC16", 11, "while lost")
-    monkeypatch.setattr(drv, "_read_snapshot", flaky)
+    monkeypatch.setattr(drv._conn, "_read_snapshot", flaky)
     await target.proxy.refuse(False)
     seen = await events_until(stream, lambda e: isinstance(e, ConnectionRestored), 20)
     assert attempts >= 2

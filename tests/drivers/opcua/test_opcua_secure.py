@@ -8,8 +8,8 @@ from opcua_support import SecureSetup
 
 from drivers.base import InstrumentError
 from drivers.opcua import OpcUaSettings, OpcUaShuttle
-from drivers.opcua_errors import SecurityRejected
-from drivers.opcua_security import SecurityConfig
+from drivers.opcua.errors import SecurityRejected
+from drivers.opcua.security import SecurityConfig
 
 SETTINGS = OpcUaSettings(request_timeout=3.0, connect_timeout=15.0)
 
@@ -32,8 +32,9 @@ async def test_sign_and_encrypt_connects_and_calls(secure: SecureSetup, policy: 
         units = await drv.units()
         assert "INC01" in units
         assert (await drv.unit_status("INC01")).state == "Idle"
-        assert drv._client is not None
-        assert drv._client.security_policy.URI.endswith(policy)
+        client = drv._conn.client
+        assert client is not None
+        assert client.security_policy.URI.endswith(policy)
 
 
 async def test_a_server_that_does_not_match_the_pin_is_refused(secure: SecureSetup) -> None:
