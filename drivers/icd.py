@@ -106,6 +106,7 @@ class BrowseName:
     REMOVE_CARTRIDGE = "RemoveCartridge"
     INJECT_FAULT = "InjectFault"
     TIME_SCALE = "TimeScale"
+    STARTED_PROGRAMS = "StartedPrograms"  # 1.1
 
 
 class DeviceState(StrEnum):

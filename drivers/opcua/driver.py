@@ -202,6 +202,7 @@ class OpcUaShuttle:
             parameters = json.dumps(dict(params), allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(self.name, op, f"parameters are not JSON: {exc}") from None
+        self._conn.intake.expect_start(unit, task_id, program)
         return await self._run(
             op, unit, BN.START_PROGRAM, [program, parameters, task_id, cartridge_id]
         )

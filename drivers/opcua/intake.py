@@ -8,10 +8,9 @@ of data-change notifications into events:
   never compared: the ICD promises none, and an instrument clock stepping back (NTP, a
   reboot without RTC) would otherwise make every later change look stale.
 * Pairing a start with its TaskId (``_replay_states``): ICD 1.1 has the instrument
-  write TaskId and Program before State, so a start transition's TaskId and Program
-  changes come in the same or an earlier publish; within one publish the items come one
-  after the other, so the k-th last TaskId change belongs to the k-th last start
-  transition of that publish.
+  write TaskId and Program before State, so a start transition's TaskId change comes
+  in the same or an earlier publish; TaskId changes queue in stream order and each
+  start transition takes the oldest.
 * Event rules: ``UnitStateChanged`` on every change of a unit's State or TaskId (with
   the current Program), ``ProgressChanged`` and ``ProcessValuesChanged`` at most once
   per unit per publish (the ICD allows merging them), ``CartridgeChanged`` for a unit or
@@ -34,6 +33,7 @@ a value yet.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -50,6 +50,8 @@ log = structlog.get_logger("cellfab.drivers.opcua")
 
 _OVERFLOW_BITS: Final = 0x0400 | 0x0080  # InfoType DataValue + Overflow
 _SEQUENCED: Final = frozenset({BN.STATE, BN.TASK_ID, BN.PROGRAM})
+_PER_PUBLISH: Final = _SEQUENCED | {BN.FAULT_CODE, BN.FAULT_TEXT}
+_OWN_STARTS: Final = 4096  # starts of our own remembered for their Program
 _START_TO: Final = {True: icd.TransportState.MOVING, False: icd.UnitState.RUNNING}
 _START_FROM: Final = {
     True: frozenset({icd.TransportState.IDLE}),
@@ -75,6 +77,10 @@ class Intake:
         self._last_seq: int | None = None
         self._initial: set[int] = set()  # handles whose first value arrived
         self._barrier: dict[Key, set[Any]] | None = None  # values seen since the Read began
+        # TaskId and Program changes waiting for their start transition, per location
+        self._queued: dict[str, tuple[deque[Any], deque[Any]]] = {}
+        self._own: dict[tuple[str, str], str] = {}  # (unit, TaskId) -> program we started
+        self._own_order: deque[tuple[str, str]] = deque()
         # counters, for tests and the bench
         self.notifications = 0
         self.ignored = 0
@@ -85,6 +91,7 @@ class Intake:
         self._items = items
         self._last_seq = None
         self._initial = set()
+        self._queued = {}
 
     @property
     def items(self) -> list[Item]:
@@ -130,13 +137,15 @@ class Intake:
         emit = self.gate_open
         merged: dict[tuple[str, str], None] = {}
         runs: dict[str, dict[str, list[Any]]] = {}  # State/TaskId/Program per location
-        if not emit:
-            self._initial.update(n.ClientHandle for n in monitored)
-            self.changed.set()
+        initial = self._initial
         for n in monitored:
             item = items.get(n.ClientHandle)
             if item is None:
                 continue
+            first = False
+            if not emit:  # connecting: the first value of an item is its initial value
+                first = n.ClientHandle not in initial
+                initial.add(n.ClientHandle)
             dv = n.Value
             status = dv.StatusCode
             if (
@@ -157,7 +166,7 @@ class Intake:
                 self._lost(f"instrument sent a value outside the ICD: {exc}", InvalidAnswer)
                 return False
             loc, var = item.key
-            if var in _SEQUENCED and item.kind in (Kind.UNIT, Kind.TRANSPORT):
+            if var in _PER_PUBLISH and item.kind in (Kind.UNIT, Kind.TRANSPORT) and not first:
                 runs.setdefault(loc, {}).setdefault(var, []).append(value)
                 continue
             if not self._apply(item.key, value) or not emit:
@@ -167,58 +176,101 @@ class Intake:
             elif var != BN.FAULT_TEXT or self.values.get((loc, BN.FAULT_CODE)):
                 self._emit(event_of(self.source, self.values, *group_of(item.key)))
         for loc, by_var in runs.items():
+            self._replay_faults(loc, by_var, emit)
             self._replay_states(loc, by_var, emit)
         for loc, group in merged:
             self._emit(event_of(self.source, self.values, loc, group))
+        if not emit:
+            self.changed.set()
         return True
 
     def _apply(self, key: Key, value: Any) -> bool:
         """Update the cache; False when the value is unchanged."""
-        if self._barrier is not None:
-            self._barrier.setdefault(key, set()).add(value)
+        self._note(key, value)
         if key in self.values and self.values[key] == value:
             return False
         self.values[key] = value
         return True
 
-    def _replay_states(self, loc: str, by_var: dict[str, list[Any]], emit: bool) -> None:
-        """Interleave one publish's State, TaskId and Program changes of one location.
+    def _note(self, key: Key, value: Any) -> None:
+        if self._barrier is not None:
+            self._barrier.setdefault(key, set()).add(value)
 
-        A publish lists each monitored item's changes in order, but items one after the
-        other. A TaskId (and Program) changes only when a StartProgram (a Move) starts,
-        i.e. with a State transition Idle|Complete -> Running (Idle -> Moving). So the
-        k-th last TaskId change is placed at the k-th last such transition of this
-        publish (earlier ones, with no transition left, before the first State change);
-        every State change is then emitted with the TaskId it belongs to.
+    # ------------------------------------------------------------------ pairing
+    def expect_start(self, loc: str, task_id: str, program: str) -> None:
+        """The driver is about to start ``program`` under ``task_id`` on ``loc``: the start
+        transition that takes this TaskId shows this Program (see ``_replay_states``)."""
+        key = (loc, task_id)
+        if key not in self._own:
+            self._own_order.append(key)
+            if len(self._own_order) > _OWN_STARTS:
+                self._own.pop(self._own_order.popleft(), None)
+        self._own[key] = program
+
+    def _replay_faults(self, loc: str, by_var: dict[str, list[Any]], emit: bool) -> None:
+        """One publish's FaultCode and FaultText changes of one location, as events.
+
+        A fault writes its code and its text together (so does a clear): when a publish
+        holds as many changes of each, the i-th code goes with the i-th text, so the
+        event of a new fault carries its text. Otherwise every code change is an event
+        (with the text known then), and so is a text change while faulted."""
+        codes = by_var.get(BN.FAULT_CODE, [])
+        texts = by_var.get(BN.FAULT_TEXT, [])
+        code_key, text_key = (loc, BN.FAULT_CODE), (loc, BN.FAULT_TEXT)
+        if codes and len(codes) == len(texts):
+            for code, text in zip(codes, texts, strict=True):
+                changed = self._apply(code_key, code)
+                changed |= self._apply(text_key, text)
+                if changed and emit:
+                    self._emit(event_of(self.source, self.values, loc, "fault"))
+            return
+        for code in codes:
+            if self._apply(code_key, code) and emit:
+                self._emit(event_of(self.source, self.values, loc, "fault"))
+        for text in texts:
+            if self._apply(text_key, text) and emit and self.values.get(code_key):
+                self._emit(event_of(self.source, self.values, loc, "fault"))
+
+    def _replay_states(self, loc: str, by_var: dict[str, list[Any]], emit: bool) -> None:
+        """Pair one publish's start transitions of one location with their TaskIds.
+
+        ICD 1.1: a start writes TaskId (and Program) before State, so a start's TaskId
+        change comes in the same publish as its State change or an earlier one, and
+        every start changes the TaskId (a known TaskId starts nothing). TaskId changes
+        therefore queue up, in stream order, and each start transition (Idle|Complete ->
+        Running, Idle -> Moving) takes the oldest: exact, whatever the timestamps. A
+        TaskId whose start is not in this publish waits for it (no event pairs a new
+        TaskId with an old State).
+
+        Program changes only when a start runs another program than the last, so a
+        start's Program is the one the driver itself started under its TaskId when it
+        did (``expect_start``); a start made by another client takes the oldest queued
+        Program change, if any (the ICD cannot tell which of several such starts in one
+        publish changed it). Program changes left once no start is announced belong to
+        starts already shown and update the cache.
         """
         transport = loc == icd.TRANSPORT
-        states = by_var.get(BN.STATE, [])
+        queued = self._queued.setdefault(loc, (deque(), deque()))
+        tasks, programs = queued
+        for var, queue in ((BN.TASK_ID, tasks), (BN.PROGRAM, programs)):
+            for value in by_var.get(var, ()):
+                self._note((loc, var), value)
+                queue.append(value)
         start_to, start_from = _START_TO[transport], _START_FROM[transport]
-        prev = self.values.get((loc, BN.STATE))
-        starts: list[int] = []
-        for i, st in enumerate(states):
-            if st == start_to and prev in start_from:
-                starts.append(i)
-            prev = st
-        at: dict[int, list[tuple[str, Any]]] = {}
-        for var in (BN.TASK_ID, BN.PROGRAM):
-            changes = by_var.get(var, [])
-            k = len(changes)
-            if k == 0:
-                continue
-            idx = starts[-k:] if k <= len(starts) else [0] * (k - len(starts)) + starts
-            for value, i in zip(changes, idx, strict=True):
-                at.setdefault(i, []).append((var, value))
-        if not states:
-            for var in (BN.TASK_ID, BN.PROGRAM):
-                for value in by_var.get(var, []):
-                    if self._apply((loc, var), value) and emit and var == BN.TASK_ID:
-                        self._emit(event_of(self.source, self.values, loc, "state"))
-            return
-        for i, st in enumerate(states):
+        for st in by_var.get(BN.STATE, ()):
             changed = False
-            for var, value in at.get(i, ()):
-                changed |= self._apply((loc, var), value) and var == BN.TASK_ID
+            if st == start_to and self.values.get((loc, BN.STATE)) in start_from and tasks:
+                task = tasks.popleft()
+                changed = self._apply((loc, BN.TASK_ID), task)
+                own = self._own.get((loc, task))
+                if own is not None:
+                    if programs and programs[0] == own:
+                        programs.popleft()
+                    self._apply((loc, BN.PROGRAM), own)
+                elif programs:
+                    self._apply((loc, BN.PROGRAM), programs.popleft())
             changed |= self._apply((loc, BN.STATE), st)
             if changed and emit:
                 self._emit(event_of(self.source, self.values, loc, "state"))
+        while programs and not tasks:
+            self._apply((loc, BN.PROGRAM), programs.popleft())

@@ -1,2 +1,550 @@
-"""Session fixtures of the shuttle twin, shared by every suite (moved here from the
-per-directory conftest files)."""
+"""Session fixtures and helpers of every shuttle suite: tests/shuttle (the twin through
+plain asyncua clients), tests/drivers/opcua and tests/conformance/shuttle (the driver).
+
+One shuttle twin serves the whole session (``shuttle_session``): security None, SCALE
+process seconds per wall second, the default units plus PROBE1 (runs every program,
+never holds a cartridge), on its own BackgroundLoop so it outlives pytest-asyncio's
+per-test loops, with a FaultProxy in front of it. Tests use fresh cartridge ids, TaskIds
+and SampleIds (``tests.support.fresh``, ``short()``) and bring the units they use to a
+known state through the ICD itself, so suites share the twin without stepping on each
+other. A secure-only twin is its own session fixture (``shuttle_secure``).
+
+The conformance suite runs against ``shuttle_target``: the session twin, or a real (or
+third-party) instrument when ``CELLFAB_SHUTTLE_URL`` names it; then its security comes
+from ``HIL_SECURITY_VARS`` (or ``CELLFAB_SHUTTLE_ALLOW_NONE=1``), and a run that sets the
+URL without them stops at collection with a usage error naming them. A FaultProxy is put
+in front of any target. The twin controls (ICD section 4) are used whenever the server
+offers them; the tests that need them skip, saying why, when it does not.
+
+Every fixture here is named ``shuttle_*`` so no other suite's fixture is shadowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlparse
+
+import pytest
+from asyncua import Client, Node, ua
+
+from drivers import icd
+from drivers.opcua import OpcUaSettings, OpcUaShuttle, SecurityConfig
+from drivers.opcua.security import apply_security
+from simulators.certs import ensure_certificate
+from simulators.clock import Clock
+from simulators.controls import TwinControls
+from simulators.faults import FaultProxy
+from simulators.runner import BackgroundLoop
+from simulators.shuttle import ShuttleTwin
+from simulators.world import World
+from tests.support import eventually, fresh, task_id
+
+SCALE: Final = 36_000.0  # process seconds per wall second
+PROBE: Final = "PROBE1"
+LONG: Final = ("expansion", {"temperature_c": 37.0, "duration_h": 336, "feed": "perfusion"})
+FAST: Final = OpcUaSettings(
+    request_timeout=2.0,
+    connect_timeout=10.0,
+    watchdog_interval=0.3,
+    backoff_initial=0.05,
+    backoff_max=0.5,
+)
+S = ua.VariantType.String
+
+
+def short() -> tuple[str, dict[str, Any]]:
+    """A five-minute ``sample`` program with a SampleId never used before (ICD 1.1)."""
+    return "sample", {"volume_ml": 0.05, "sample_id": fresh("S")}
+
+
+async def until(predicate: Callable[[], bool], what: str) -> None:
+    """Wait (hang-guarded) for a condition that lives outside the test's loop."""
+
+    async def check() -> bool:
+        return predicate()
+
+    await eventually(check, what)
+
+
+def code_name(exc: ua.UaStatusCodeError) -> str:
+    return ua.StatusCode(exc.code).name
+
+
+# --------------------------------------------------------------------------- the twin
+@dataclass
+class ShuttleSession:
+    loop: BackgroundLoop
+    twin: ShuttleTwin
+    clock: Clock
+    world: World
+    proxy: FaultProxy
+
+
+@pytest.fixture(scope="session")
+def shuttle_session() -> Iterator[ShuttleSession]:
+    loop = BackgroundLoop("shuttle-twin")
+    clock = Clock(SCALE)
+    world = World(seed=42)
+    twin = ShuttleTwin(
+        world,
+        clock,
+        units=(*icd.DEFAULT_UNITS, PROBE),
+        capabilities={PROBE: tuple(icd.PROGRAMS)},
+        security="none",
+    )
+    loop.run(twin.start())
+    proxy = FaultProxy("127.0.0.1", twin.port)
+    loop.run(proxy.start())
+    yield ShuttleSession(loop, twin, clock, world, proxy)
+    loop.run(proxy.stop())
+    try:
+        loop.run(twin.stop())  # raises a tick failure of the session, if there was one
+    finally:
+        loop.close()
+
+
+@pytest.fixture
+def shuttle_twin(shuttle_session: ShuttleSession) -> ShuttleTwin:
+    return shuttle_session.twin
+
+
+class ShuttleClient:
+    """A thin helper over a plain asyncua Client: node lookup by browse path, calls."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.ns = 0
+        self.tns = 0
+
+    async def setup(self) -> None:
+        self.ns = await self.client.get_namespace_index(icd.SHUTTLE_NS)
+        self.tns = await self.client.get_namespace_index(icd.TWIN_NS)
+        self.shuttle = await self.client.nodes.objects.get_child(f"{self.ns}:Shuttle")
+        self.twin_obj = await self.client.nodes.objects.get_child(f"{self.tns}:Twin")
+        self._cache: dict[tuple[str, ...], Node] = {}
+
+    async def node(self, *path: str) -> Node:
+        if path not in self._cache:
+            self._cache[path] = await self.shuttle.get_child([f"{self.ns}:{p}" for p in path])
+        return self._cache[path]
+
+    async def twin_node(self, name: str) -> Node:
+        return await self.twin_obj.get_child(f"{self.tns}:{name}")
+
+    async def read(self, *path: str) -> Any:
+        return await (await self.node(*path)).read_value()
+
+    async def call(self, obj: tuple[str, ...], method: str, *args: Any) -> Any:
+        parent = await self.node(*obj) if obj else self.shuttle
+        return await parent.call_method(f"{self.ns}:{method}", *args)
+
+    async def status(self, obj: tuple[str, ...], method: str, *args: Any) -> str:
+        """Call and answer the status code's name ("Good" when it succeeded)."""
+        try:
+            await self.call(obj, method, *args)
+        except ua.UaStatusCodeError as exc:
+            return code_name(exc)
+        return "Good"
+
+    async def twin_call(self, method: str, *args: Any) -> Any:
+        return await self.twin_obj.call_method(f"{self.tns}:{method}", *args)
+
+    async def twin_status(self, method: str, *args: Any) -> str:
+        try:
+            await self.twin_call(method, *args)
+        except ua.UaStatusCodeError as exc:
+            return code_name(exc)
+        return "Good"
+
+    async def insert(self, cartridge: str, cells: float = 1e8, viability: float = 90.0) -> str:
+        """InsertCartridge with typed Variants; the status code's name."""
+        return await self.twin_status(
+            "InsertCartridge",
+            ua.Variant(cartridge, S),
+            ua.Variant(cells, ua.VariantType.Double),
+            ua.Variant(viability, ua.VariantType.Double),
+        )
+
+    async def inject_fault(self, where: str, code: int, text: str = "") -> str:
+        return await self.twin_status(
+            "InjectFault",
+            ua.Variant(where, S),
+            ua.Variant(code, ua.VariantType.UInt32),
+            ua.Variant(text, S),
+        )
+
+    async def started(self) -> list[dict[str, Any]]:
+        """``Twin/StartedPrograms``, decoded."""
+        entries = json.loads(await (await self.twin_node("StartedPrograms")).read_value())
+        assert isinstance(entries, list)
+        return entries
+
+    async def times_started(self, task: str) -> int:
+        return sum(1 for e in await self.started() if e["task_id"] == task)
+
+    # ------------------------------------------------------------------ unit helpers
+    async def unit_read(self, unit: str, name: str) -> Any:
+        return await self.read("Units", unit, name)
+
+    async def unit_call(self, unit: str, method: str, *args: Any) -> Any:
+        return await self.call(("Units", unit), method, *args)
+
+    async def unit_status(self, unit: str, method: str, *args: Any) -> str:
+        return await self.status(("Units", unit), method, *args)
+
+    async def start(
+        self, unit: str, program: tuple[str, Mapping[str, Any]], task: str, cartridge: str
+    ) -> str:
+        name, params = program
+        return await self.unit_call(unit, "StartProgram", name, json.dumps(params), task, cartridge)
+
+    async def wait_for(self, path: tuple[str, ...], predicate: Callable[[Any], bool]) -> Any:
+        """Poll a variable until predicate(value) holds (hang-guarded)."""
+
+        async def value() -> Any:
+            return await self.read(*path)
+
+        return await eventually(value, "/".join(path), predicate)
+
+    async def wait_unit(self, unit: str, name: str, value: Any) -> None:
+        await self.wait_for(("Units", unit, name), lambda v: v == value)
+
+    async def move(self, cartridge: str, to: str) -> None:
+        """Move and wait for the arrival (the transport is Idle again)."""
+        await self.wait_for(("Transport", "State"), lambda v: v == "Idle")
+        await self.call(("Transport",), "Move", cartridge, to, task_id("mv"))
+        await self.wait_for(("Transport", "State"), lambda v: v == "Idle")
+
+    async def clear_load_port(self) -> None:
+        if await self.read("Transport", "State") == "Faulted":
+            await self.call(("Transport",), "Clear")
+        held = await self.read("LoadPort", "CartridgeId")
+        if held:
+            await self.move(held, "OutputPort")
+
+    async def empty_unit(self, unit: str) -> None:
+        """Bring a unit to Idle or Complete through the ICD and send its cartridge out."""
+        state = await self.unit_read(unit, "State")
+        task = await self.unit_read(unit, "TaskId")
+        if state in ("Running", "Held"):
+            await self.unit_call(unit, "Abort", task)
+            state = "Aborted"
+        if state in ("Aborted", "Faulted"):
+            await self.unit_call(unit, "Clear")
+        held = await self.unit_read(unit, "CartridgeId")
+        if held:
+            await self.clear_load_port()
+            await self.move(held, "OutputPort")
+
+    async def load(self, unit: str, cells: float = 1e8, viability: float = 90.0) -> str:
+        """A fresh cartridge in an emptied unit; its id."""
+        await self.empty_unit(unit)
+        await self.clear_load_port()
+        cartridge = fresh("C")
+        assert await self.insert(cartridge, cells, viability) == "Good"
+        await self.move(cartridge, unit)
+        assert await self.unit_read(unit, "CartridgeId") == cartridge
+        return cartridge
+
+
+async def _connect(url: str) -> ShuttleClient:
+    client = Client(url, timeout=10)
+    await client.connect()
+    helper = ShuttleClient(client)
+    await helper.setup()
+    return helper
+
+
+@pytest.fixture
+async def shuttle_ua(shuttle_session: ShuttleSession) -> AsyncIterator[ShuttleClient]:
+    """A plain asyncua client of the session twin, in the test's own loop."""
+    helper = await _connect(shuttle_session.twin.url)
+    try:
+        yield helper
+    finally:
+        await helper.client.disconnect()
+
+
+@pytest.fixture(scope="session")
+def shuttle_bg_ua(shuttle_session: ShuttleSession) -> Iterator[ShuttleClient]:
+    """A client living on the twin's background loop, for sync (hypothesis) tests."""
+    helper = shuttle_session.loop.run(_connect(shuttle_session.twin.url))
+    yield helper
+    shuttle_session.loop.run(helper.client.disconnect())
+
+
+# --------------------------------------------------------------------------- HIL target
+HIL_SECURITY_VARS: Final = (
+    ("CELLFAB_SHUTTLE_CERT", "our client certificate (DER or PEM)"),
+    ("CELLFAB_SHUTTLE_KEY", "its private key"),
+    ("CELLFAB_SHUTTLE_SERVER_CERT", "the shuttle's certificate, pinned"),
+    ("CELLFAB_SHUTTLE_TRUST", "a directory of trusted server certificates or their CAs"),
+)
+
+
+class HilConfigError(ValueError):
+    """CELLFAB_SHUTTLE_URL is set without the security it needs."""
+
+
+def hil_security(env: Mapping[str, str]) -> SecurityConfig:
+    """The security of a HIL run from the environment; ``HilConfigError`` naming what
+    to set when it is incomplete."""
+    if env.get("CELLFAB_SHUTTLE_ALLOW_NONE") == "1":
+        return SecurityConfig.insecure()
+    missing = [(name, what) for name, what in HIL_SECURITY_VARS if not env.get(name)]
+    if missing:
+        lines = "\n".join(f"  {name}: {what}" for name, what in missing)
+        raise HilConfigError(
+            f"CELLFAB_SHUTTLE_URL={env.get('CELLFAB_SHUTTLE_URL', '')} needs its security: "
+            f"set\n{lines}\nor CELLFAB_SHUTTLE_ALLOW_NONE=1 for an instrument that offers "
+            "policy None (development only)"
+        )
+    config = SecurityConfig(
+        client_certificate=Path(env["CELLFAB_SHUTTLE_CERT"]),
+        client_private_key=Path(env["CELLFAB_SHUTTLE_KEY"]),
+        server_certificate=Path(env["CELLFAB_SHUTTLE_SERVER_CERT"]),
+        trust_store=Path(env["CELLFAB_SHUTTLE_TRUST"]),
+    )
+    try:
+        config.validate("CELLFAB_SHUTTLE_*")
+    except ValueError as exc:
+        raise HilConfigError(str(exc)) from None
+    return config
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A HIL run whose security is incomplete stops here, naming what to set."""
+    if not os.environ.get("CELLFAB_SHUTTLE_URL"):
+        return
+    if any("shuttle_target" in getattr(item, "fixturenames", ()) for item in items):
+        try:
+            hil_security(os.environ)
+        except HilConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
+@dataclass
+class Target:
+    """The instrument under test, a FaultProxy in front of it, and the twin if it is one."""
+
+    url: str
+    security: SecurityConfig
+    loop: BackgroundLoop
+    proxy: FaultProxy
+    twin: ShuttleTwin | None = None
+
+    @property
+    def proxy_url(self) -> str:
+        path = urlparse(self.url).path or icd.SHUTTLE_PATH
+        return f"opc.tcp://127.0.0.1:{self.proxy.port}{path}"
+
+
+@pytest.fixture(scope="session")
+def shuttle_target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    url = os.environ.get("CELLFAB_SHUTTLE_URL")
+    if not url:
+        s: ShuttleSession = request.getfixturevalue("shuttle_session")
+        yield Target(s.twin.url, SecurityConfig.insecure(), s.loop, s.proxy, s.twin)
+        return
+    parsed = urlparse(url)
+    loop = BackgroundLoop("shuttle-hil-proxy")
+    proxy = FaultProxy(parsed.hostname or "127.0.0.1", parsed.port or icd.DEFAULT_SHUTTLE_PORT)
+    loop.run(proxy.start())
+    try:
+        yield Target(url, hil_security(os.environ), loop, proxy)
+    finally:
+        loop.run(proxy.stop())
+        loop.close()
+
+
+@pytest.fixture
+async def shuttle_driver(shuttle_target: Target) -> AsyncIterator[OpcUaShuttle]:
+    async with OpcUaShuttle("shuttle", shuttle_target.url, shuttle_target.security, FAST) as drv:
+        yield drv
+
+
+@pytest.fixture
+async def shuttle_controls(shuttle_target: Target) -> AsyncIterator[TwinControls]:
+    """The twin controls of the target (``available`` False on a real instrument)."""
+    client = Client(shuttle_target.url, timeout=5)
+    await apply_security(client, shuttle_target.security, "controls")
+    async with client, TwinControls(client) as ctl:
+        yield ctl
+
+
+def need_controls(controls: TwinControls) -> None:
+    if not controls.available:
+        pytest.skip(
+            "the instrument offers no ICD section 4 twin controls (Objects/Twin in "
+            f"{icd.TWIN_NS}): this test needs them to stand in for the physical world"
+        )
+
+
+class Rig:
+    """A driver plus the twin controls, with the setup moves tests share."""
+
+    def __init__(self, driver: OpcUaShuttle, controls: TwinControls) -> None:
+        self.drv = driver
+        self.ctl = controls
+
+    async def wait_state(self, unit: str, *states: str) -> None:
+        async def state() -> str:
+            return (await self.drv.unit_status(unit)).state
+
+        await eventually(state, f"{unit} in {states}", lambda s: s in states)
+
+    async def wait_transport_idle(self) -> None:
+        async def state() -> str:
+            return (await self.drv.transport_status()).state
+
+        await eventually(state, "transport Idle", lambda s: s == icd.TransportState.IDLE)
+
+    async def empty(self, unit: str) -> None:
+        """Bring a unit to Idle (or Complete) without a cartridge, using only the ICD."""
+        st = await self.drv.unit_status(unit)
+        if st.state in (icd.UnitState.RUNNING, icd.UnitState.HELD):
+            await self.drv.abort(unit, st.task_id)
+        if st.state not in (icd.UnitState.IDLE, icd.UnitState.COMPLETE):
+            await self.drv.clear(unit)
+        if st.cartridge_id:
+            await self.move(st.cartridge_id, icd.OUTPUT_PORT)
+            await self.ctl.remove(st.cartridge_id)
+
+    async def move(self, cartridge_id: str, to: str) -> None:
+        await self.wait_transport_idle()
+        await self.drv.move(cartridge_id, to, task_id("M"))
+        await self.wait_transport_idle()
+
+    async def free_load_port(self) -> None:
+        """A working transport and an empty LoadPort (another suite may have left one)."""
+        if (await self.drv.transport_status()).state == icd.TransportState.FAULTED:
+            await self.drv.clear_transport()
+        await self.wait_transport_idle()
+        held = await self.drv.load_port()
+        if held:
+            await self.move(held, icd.OUTPUT_PORT)
+            await self.ctl.remove(held)
+
+    async def load(self, unit: str) -> str:
+        """An emptied ``unit`` holding a fresh cartridge; returns its id."""
+        await self.empty(unit)
+        await self.free_load_port()
+        cid = fresh("C")
+
+        async def inserted() -> bool:
+            try:
+                await self.ctl.insert(cid)
+            except ua.UaStatusCodeError as exc:  # the port stays reserved while a move leaves
+                if exc.code != ua.StatusCodes.BadInvalidState:
+                    raise
+                return False
+            return True
+
+        await eventually(inserted, f"{cid} inserted")
+        await self.move(cid, unit)
+
+        async def bay() -> str:
+            return (await self.drv.unit_status(unit)).cartridge_id
+
+        await eventually(bay, f"{cid} in {unit}", lambda c: c == cid)
+        return cid
+
+    async def start_long(self, unit: str) -> tuple[str, str]:
+        cid = await self.load(unit)
+        tid = task_id()
+        program, params = LONG
+        await self.drv.start(unit, program, params, tid, cid)
+        return cid, tid
+
+
+@pytest.fixture
+async def shuttle_rig(
+    shuttle_driver: OpcUaShuttle, shuttle_controls: TwinControls
+) -> AsyncIterator[Rig]:
+    need_controls(shuttle_controls)
+    await shuttle_controls.set_time_scale(SCALE)
+    yield Rig(shuttle_driver, shuttle_controls)
+
+
+@pytest.fixture
+async def shuttle_proxied(shuttle_target: Target) -> AsyncIterator[OpcUaShuttle]:
+    """A driver that talks to the target through its FaultProxy."""
+    proxy = shuttle_target.proxy
+    await proxy.clear()
+    try:
+        async with OpcUaShuttle(
+            "shuttle", shuttle_target.proxy_url, shuttle_target.security, FAST
+        ) as drv:
+            yield drv
+    finally:
+        await proxy.clear()
+
+
+@pytest.fixture
+async def shuttle_proxied_rig(
+    shuttle_proxied: OpcUaShuttle, shuttle_controls: TwinControls
+) -> AsyncIterator[Rig]:
+    need_controls(shuttle_controls)
+    await shuttle_controls.set_time_scale(SCALE)
+    yield Rig(shuttle_proxied, shuttle_controls)
+
+
+# --------------------------------------------------------------------------- secure twin
+@dataclass
+class SecureSetup:
+    url: str
+    client_cert: Path
+    client_key: Path
+    server_cert: Path
+    trust: Path
+    stranger_cert: Path
+    empty_trust: Path
+    trusted_clients: Path  # the twin's trust list: a certificate copied here is trusted
+
+
+@pytest.fixture(scope="session")
+def shuttle_secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSetup]:
+    """A secure-only twin; a client certificate it trusts; a stranger server certificate
+    to pin by mistake; our trust store with the twin's certificate in it."""
+    root = tmp_path_factory.mktemp("opcua-secure")
+    trusted_clients = root / "twin-trusted"
+    trusted_clients.mkdir()
+    client = ensure_certificate(root, "daemon", "urn:cellfab:daemon:test", server=False)
+    shutil.copy(client.cert, trusted_clients / client.cert.name)
+    stranger = ensure_certificate(root, "stranger", "urn:cellfab:shuttle:stranger", server=True)
+    loop = BackgroundLoop("opcua-secure-twin")
+    twin = ShuttleTwin(
+        World(seed=3),
+        Clock(SCALE),
+        security="secure",
+        cert_dir=root / "twin",
+        trusted_clients_dir=trusted_clients,
+        serial_number="SEC-1",
+    )
+    loop.run(twin.start())
+    trust = root / "daemon-trust"
+    trust.mkdir()
+    shutil.copy(twin.server_certificate_path, trust / "shuttle.der")
+    empty_trust = root / "daemon-trust-stranger-only"
+    empty_trust.mkdir()
+    shutil.copy(stranger.cert, empty_trust / "stranger.der")
+    yield SecureSetup(
+        twin.url,
+        client.cert,
+        client.key,
+        twin.server_certificate_path,
+        trust,
+        stranger.cert,
+        empty_trust,
+        trusted_clients,
+    )
+    try:
+        loop.run(twin.stop())
+    finally:
+        loop.close()
