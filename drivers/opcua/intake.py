@@ -245,9 +245,10 @@ class Intake:
         Program changes only when a start runs another program than the last, so a
         start's Program is the one the driver itself started under its TaskId when it
         did (``expect_start``); a start made by another client takes the oldest queued
-        Program change, if any (the ICD cannot tell which of several such starts in one
-        publish changed it). Program changes left once no start is announced belong to
-        starts already shown and update the cache.
+        Program change, if any and unless a later start of ours claims it (the ICD cannot
+        tell which of several such starts in one publish changed it). Program changes
+        left once no start is announced belong to starts already shown and update the
+        cache.
         """
         transport = loc == icd.TRANSPORT
         queued = self._queued.setdefault(loc, (deque(), deque()))
@@ -267,7 +268,9 @@ class Intake:
                     if programs and programs[0] == own:
                         programs.popleft()
                     self._apply((loc, BN.PROGRAM), own)
-                elif programs:
+                elif programs and not any(
+                    self._own.get((loc, t)) == programs[0] for t in tasks
+                ):  # (a change a later start of ours claims is not this start's)
                     self._apply((loc, BN.PROGRAM), programs.popleft())
             changed |= self._apply((loc, BN.STATE), st)
             if changed and emit:
