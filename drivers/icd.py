@@ -51,6 +51,11 @@ TWIN_NS: Final = "urn:cellfab:twin:v1"
 DEFAULT_SHUTTLE_PORT: Final = 4840
 SHUTTLE_PATH: Final = "/shuttle"
 
+# Section 4 (1.1): ranges of the twin controls' arguments (closed), else BadOutOfRange.
+TWIN_CELLS: Final = (1e3, 1e11)
+TWIN_VIABILITY_PCT: Final = (0.0, 100.0)
+TWIN_TIME_SCALE: Final = (0.001, 1e7)
+
 HISTORY_LEN: Final = 64  # programs per unit / moves of the transport kept for idempotency
 MOVE_SECONDS: Final = 60.0  # process time of one transport move
 LOAD_PORT: Final = "LoadPort"
@@ -148,6 +153,7 @@ BAD_INVALID_ARGUMENT: Final = "BadInvalidArgument"
 BAD_NOT_SUPPORTED: Final = "BadNotSupported"
 BAD_NO_MATCH: Final = "BadNoMatch"
 BAD_INVALID_STATE: Final = "BadInvalidState"
+BAD_OUT_OF_RANGE: Final = "BadOutOfRange"  # twin control arguments (section 4, 1.1)
 
 # Units a cartridge may leave (ICD "Moves").
 LEAVABLE_STATES: Final = frozenset(

@@ -70,7 +70,7 @@ from simulators.shuttle_model import (
 from simulators.shuttle_model import (
     Path as VarPath,
 )
-from simulators.uaserver import report_queue_overflow
+from simulators.uaserver import TwinPermissions, TwinUsers, report_queue_overflow
 from simulators.world import PROCESS_VALUE_NAMES, World
 
 __all__ = ["DEFAULT_CAPABILITIES", "PROCESS_VALUE_NAMES", "ShuttleTwin", "default_capabilities"]
@@ -145,8 +145,9 @@ class ShuttleTwin:
 
     # ================================================================== life cycle
     async def start(self) -> None:
-        server = Server()
+        server = Server(user_manager=TwinUsers())
         await server.init()
+        server.iserver.allow_remote_admin = False
         self._server = server
         server.set_endpoint(f"opc.tcp://{self.host}:{self.port}{icd.SHUTTLE_PATH}")
         server.set_server_name(f"Cell Shuttle twin {self.serial_number}")
@@ -221,7 +222,7 @@ class ShuttleTwin:
             await server.load_private_key(str(pair.key))
             self.trusted_clients_dir.mkdir(parents=True, exist_ok=True)
             server.set_certificate_validator(self._validate_client)
-        server.set_security_policy(policies)
+        server.set_security_policy(policies, permission_ruleset=TwinPermissions())
 
     async def _validate_client(
         self, cert: x509.Certificate, app: ua.ApplicationDescription
@@ -283,7 +284,7 @@ class ShuttleTwin:
             await parent.add_method(
                 node_id,
                 ua.QualifiedName(key[-1], idx),
-                self._wrap(handler, [t for _, t in inputs]),
+                self._wrap(handler, [t for _, t in inputs], parent.nodeid),
                 [_arg(n, t) for n, t in inputs],
                 [_arg(n, t) for n, t in outputs],
             )
@@ -404,7 +405,8 @@ class ShuttleTwin:
         raw = value.Value.Value if value.Value is not None else None
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise ServiceError(ua.StatusCodes.BadTypeMismatch)
-        if not (raw > 0 and raw < 1e9):
+        lo, hi = icd.TWIN_TIME_SCALE
+        if not lo <= raw <= hi:  # NaN compares False: out of range too
             raise ServiceError(ua.StatusCodes.BadOutOfRange)
         self.clock.scale = float(raw)
         node.attributes[attr].value = value
@@ -417,9 +419,11 @@ class ShuttleTwin:
 
     # ================================================================== method plumbing
     def _wrap(
-        self, handler: Callable[..., Any], types: Sequence[ua.VariantType]
+        self, handler: Callable[..., Any], types: Sequence[ua.VariantType], owner: ua.NodeId
     ) -> Callable[..., Any]:
-        async def call(_parent: ua.NodeId, *args: ua.Variant) -> Any:
+        async def call(object_id: ua.NodeId, *args: ua.Variant) -> Any:
+            if object_id != owner:  # Part 4, Call: the method is not the object's
+                return ua.StatusCode(ua.StatusCodes.BadMethodInvalid)
             try:
                 values = _arguments(args, types)
             except Refused as refused:

@@ -47,6 +47,7 @@ from drivers.icd import (
     BAD_INVALID_STATE,
     BAD_NO_MATCH,
     BAD_NOT_SUPPORTED,
+    BAD_OUT_OF_RANGE,
     ResultStatus,
     TransportState,
     UnitState,
@@ -473,13 +474,15 @@ class ShuttleModel:
 
     # ------------------------------------------------------------------ twin controls
     def insert_cartridge(self, cartridge_id: str, cells: float, viability_pct: float) -> None:
-        """ICD 4: arguments first (id, then the numbers), then the port (1.1)."""
+        """ICD 4: arguments first (id, then the ranges of 1.1), then the port (1.1)."""
         if not icd.is_id(cartridge_id) or cartridge_id in self.world.cartridges:
             raise Refused(BAD_INVALID_ARGUMENT, "malformed or used cartridge id")
-        if not (math.isfinite(cells) and cells >= 0 and math.isfinite(viability_pct)):
-            raise Refused(BAD_INVALID_ARGUMENT, "cells/viability")
-        if not 0 < viability_pct <= 100:
-            raise Refused(BAD_INVALID_ARGUMENT, "viability")
+        for name, value, (lo, hi) in (
+            ("Cells", cells, icd.TWIN_CELLS),
+            ("ViabilityPct", viability_pct, icd.TWIN_VIABILITY_PCT),
+        ):
+            if not lo <= value <= hi:  # NaN compares False: out of range too
+                raise Refused(BAD_OUT_OF_RANGE, f"{name} {value!r} is outside {lo:g}..{hi:g}")
         move = self.transport.active
         reserved = move is not None and icd.LOAD_PORT in (move.source, move.dest)
         if self.load_port or reserved:

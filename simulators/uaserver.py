@@ -1,8 +1,17 @@
 """What the shuttle twin needs from asyncua's server beyond its defaults (asyncua 2.1.0,
 pinned exactly; the hooks below reach into its internals on purpose).
 
-Owns one thing today:
+Owns two things:
 
+* write protection (ICD 1.1 section 4: "no client may add or delete nodes or write any
+  other variable, whatever identity it presents"). asyncua's default user manager makes
+  any client that presents the user name ``admin`` (any password) an Admin, and Admins
+  write any attribute of any node and manage nodes. ``TwinUsers`` makes every identity a
+  plain user, and ``TwinPermissions`` allows the services of a plain user and never the
+  node-management ones (AddNodes, DeleteNodes, AddReferences, DeleteReferences,
+  RegisterServer), for every role. A plain user's Write then reaches only Value
+  attributes whose AccessLevel and UserAccessLevel allow it: the twin sets that on
+  ``Twin/TimeScale`` alone.
 * ``report_queue_overflow(server)``: asyncua drops the oldest notification of a full
   monitored-item queue silently. OPC UA Part 4 (5.12.1.5, 7.7.1) and ICD 1.1 say the
   server sets the Overflow info bit on the value that is then the oldest in the queue,
@@ -17,9 +26,34 @@ import dataclasses
 from typing import Any, Final
 
 from asyncua import Server, ua
+from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset, User, UserRole
 
 # StatusCode InfoBits (Part 4, 7.39.1): InfoType DataValue (bit 10) + Overflow (bit 7).
 OVERFLOW_BITS: Final = 0x0400 | 0x0080
+
+
+class TwinUsers:
+    """Every identity (anonymous, any user name and password, any certificate) is a plain
+    user: nobody is an Admin of a twin."""
+
+    def get_user(
+        self,
+        iserver: Any,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> User:
+        return User(role=UserRole.User, name=username)
+
+
+class TwinPermissions(PermissionRuleset):
+    """The services of a plain user, whatever the role; node management for nobody."""
+
+    def __init__(self) -> None:
+        self._allowed = frozenset(ua.NodeId(t) for t in USER_TYPES)
+
+    def check_validity(self, user: Any, action_type_id: ua.NodeId, body: Any) -> bool:
+        return action_type_id in self._allowed
 
 
 def _with_overflow(note: ua.MonitoredItemNotification) -> ua.MonitoredItemNotification:

@@ -361,8 +361,8 @@ async def test_insert_cartridge_checks_its_arguments_before_the_port(
     # while it is taken, a bad argument is still a bad argument (1.1)
     assert await ua_.insert("bad id!") == "BadInvalidArgument"
     assert await ua_.insert(taken) == "BadInvalidArgument"  # used
-    assert await ua_.insert(fresh("C"), cells=-1.0) == "BadInvalidArgument"
-    assert await ua_.insert(fresh("C"), viability=101.0) == "BadInvalidArgument"
+    assert await ua_.insert(fresh("C"), cells=-1.0) == "BadOutOfRange"
+    assert await ua_.insert(fresh("C"), viability=101.0) == "BadOutOfRange"
     assert await ua_.read("LoadPort", "CartridgeId") == taken
 
 

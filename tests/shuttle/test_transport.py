@@ -183,7 +183,7 @@ async def test_insert_cartridge_rules(
     await shuttle_ua.clear_load_port()
     assert await shuttle_ua.insert("bad id!") == "BadInvalidArgument"
     assert await shuttle_ua.insert("x" * 33) == "BadInvalidArgument"
-    assert await shuttle_ua.insert(fresh("C"), cells=-1.0) == "BadInvalidArgument"
+    assert await shuttle_ua.insert(fresh("C"), cells=-1.0) == "BadOutOfRange"
     cart = fresh("C")
     assert await shuttle_ua.insert(cart) == "Good"
     assert shuttle_session.world.cartridges[cart].viable_cells == 1e8

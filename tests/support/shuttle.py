@@ -279,6 +279,34 @@ def shuttle_bg_ua(shuttle_session: ShuttleSession) -> Iterator[ShuttleClient]:
     shuttle_session.loop.run(helper.client.disconnect())
 
 
+@dataclass
+class HostileBench:
+    """A twin that hostile clients may knock about, and a client on its loop."""
+
+    loop: BackgroundLoop
+    twin: ShuttleTwin
+    ua: ShuttleClient
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run(coro)
+
+
+@pytest.fixture(scope="session")
+def shuttle_hostile() -> Iterator[HostileBench]:
+    """A twin of its own for the hostile-client suite: whatever a random call does to
+    it cannot reach the tests that share ``shuttle_session``."""
+    loop = BackgroundLoop("shuttle-hostile-twin")
+    twin = ShuttleTwin(World(seed=13), Clock(SCALE), security="none", serial_number="HOST-1")
+    loop.run(twin.start())
+    helper = loop.run(_connect(twin.url))
+    yield HostileBench(loop, twin, helper)
+    loop.run(helper.client.disconnect())
+    try:
+        loop.run(twin.stop())
+    finally:
+        loop.close()
+
+
 # --------------------------------------------------------------------------- HIL target
 HIL_SECURITY_VARS: Final = (
     ("CELLFAB_SHUTTLE_CERT", "our client certificate (DER or PEM)"),
