@@ -44,6 +44,7 @@ from simulators.runner import BackgroundLoop
 from simulators.shuttle import ShuttleTwin
 from simulators.world import World
 from tests.support import eventually, fresh, task_id
+from tests.support.hostile_shuttle import HostileShuttle
 
 SCALE: Final = 36_000.0  # process seconds per wall second
 PROBE: Final = "PROBE1"
@@ -305,6 +306,30 @@ def shuttle_hostile() -> Iterator[HostileBench]:
         loop.run(twin.stop())
     finally:
         loop.close()
+
+
+@pytest.fixture(scope="session")
+def _shuttle_hostile_server_session() -> Iterator[HostileShuttle]:
+    loop = BackgroundLoop("shuttle-hostile-server")
+    server = HostileShuttle()
+    loop.run(server.start())
+    yield server
+    try:
+        loop.run(server.stop())
+    finally:
+        loop.close()
+
+
+@pytest.fixture
+async def shuttle_hostile_server(
+    _shuttle_hostile_server_session: HostileShuttle,
+) -> AsyncIterator[HostileShuttle]:
+    """The scripted hostile shuttle (``tests.support.hostile_shuttle``), well-behaved at
+    the start of each test."""
+    server = _shuttle_hostile_server_session
+    await server.reset()
+    yield server
+    await server.reset()
 
 
 # --------------------------------------------------------------------------- HIL target
