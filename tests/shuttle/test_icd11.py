@@ -11,7 +11,6 @@ the twin kept does not depend on timing.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -23,7 +22,7 @@ from asyncua.common.subscription import Subscription
 
 from drivers import icd
 from tests.support import eventually, fresh, task_id
-from tests.support.shuttle import LONG, PROBE, SCALE, ShuttleClient, ShuttleSession, short
+from tests.support.shuttle import LONG, PROBE, ShuttleClient, ShuttleSession, short, slowly
 
 OVERFLOW: Final = 0x0400 | 0x0080  # InfoType DataValue + Overflow (Part 4, 7.39)
 
@@ -96,16 +95,6 @@ async def _nodes(shuttle_ua: ShuttleClient, unit: str, names: list[str]) -> dict
         path = ("Units", unit, name) if "." not in name else tuple(name.split("."))
         out[name] = (await shuttle_ua.node(*path)).nodeid
     return out
-
-
-@contextlib.contextmanager
-def slowly(shuttle_session: ShuttleSession) -> Iterator[None]:
-    """One process second per wall second: a five-minute sample is still running."""
-    shuttle_session.clock.scale = 1.0
-    try:
-        yield
-    finally:
-        shuttle_session.clock.scale = SCALE
 
 
 # ------------------------------------------------------------------ start writes

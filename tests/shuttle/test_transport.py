@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +27,24 @@ from tests.support.shuttle import (
     ShuttleClient,
     ShuttleSession,
     short,
+    slowly,
 )
 
 S = ua.VariantType.String
-
-
-@pytest.fixture
-def slow(shuttle_session: ShuttleSession) -> Iterator[None]:
-    """One process second per wall second: a move takes a minute, long enough to look at."""
-    shuttle_session.clock.scale = 1.0
-    try:
-        yield
-    finally:
-        shuttle_session.clock.scale = SCALE
 
 
 async def test_move_empties_the_source_at_once_and_fills_the_destination_on_arrival(
     shuttle_ua: ShuttleClient,
     shuttle_twin: ShuttleTwin,
     shuttle_session: ShuttleSession,
-    slow: None,
 ) -> None:
     await shuttle_ua.empty_unit("INC12")
     await shuttle_ua.clear_load_port()
+    with slowly(shuttle_session):  # a move takes a minute: long enough to look at
+        await _look_at_a_move(shuttle_ua, shuttle_session)
+
+
+async def _look_at_a_move(shuttle_ua: ShuttleClient, shuttle_session: ShuttleSession) -> None:
     cart = fresh("C")
     assert await shuttle_ua.insert(cart) == "Good"
     assert await shuttle_ua.read("LoadPort", "CartridgeId") == cart
@@ -149,15 +143,18 @@ async def test_output_port_keeps_order_oldest_first(shuttle_ua: ShuttleClient) -
 
 
 async def test_transport_fault_puts_the_cartridge_back(
-    shuttle_ua: ShuttleClient, shuttle_session: ShuttleSession, slow: None
+    shuttle_ua: ShuttleClient, shuttle_session: ShuttleSession
 ) -> None:
     unit = "INC15"
-    shuttle_session.clock.scale = SCALE
     cart = await shuttle_ua.load(unit)
     task = fresh("T")
     await shuttle_ua.start(unit, short(), task, cart)
     await shuttle_ua.wait_unit(unit, "State", "Complete")
-    shuttle_session.clock.scale = 1.0
+    with slowly(shuttle_session):  # the move is still under way when the fault comes
+        await _fault_a_move(shuttle_ua, unit, cart)
+
+
+async def _fault_a_move(shuttle_ua: ShuttleClient, unit: str, cart: str) -> None:
     await shuttle_ua.call(("Transport",), "Move", cart, "OutputPort", fresh("mv/"))
     assert await shuttle_ua.unit_read(unit, "CartridgeId") == ""
     assert await shuttle_ua.unit_read(unit, "State") == "Idle"

@@ -246,14 +246,7 @@ for st_ in STATES:
 
 async def bring_to(shuttle_ua: ShuttleClient, unit: str, cart: str, state: str) -> str:
     """Put the unit (holding ``cart``) in ``state`` through the ICD; the unit's TaskId."""
-    now = await shuttle_ua.unit_read(unit, "State")
-    task = await shuttle_ua.unit_read(unit, "TaskId")
-    if now in ("Running", "Held"):
-        await shuttle_ua.unit_call(unit, "Abort", task)
-        now = "Aborted"
-    if now in ("Aborted", "Faulted"):
-        await shuttle_ua.unit_call(unit, "Clear")
-        now = "Idle"
+    now, task = await shuttle_ua.settle(unit)
     if state == "Idle":
         if now == "Complete" or not task:
             task = fresh("T")

@@ -21,6 +21,7 @@ from asyncua.common.node import Node
 
 from drivers import icd
 from drivers.icd import BrowseName as BN
+from drivers.opcua.space import UNIT_METHODS
 
 T = TypeVar("T")
 S, D, U32 = ua.VariantType.String, ua.VariantType.Double, ua.VariantType.UInt32
@@ -40,15 +41,6 @@ _UNIT_VARS: Final[dict[str, ua.Variant]] = {
     BN.FAULT_CODE: ua.Variant(0, U32),
     BN.FAULT_TEXT: ua.Variant("", S),
 }
-_METHODS: Final = (
-    BN.START_PROGRAM,
-    BN.HOLD,
-    BN.UNHOLD,
-    BN.STOP,
-    BN.ABORT,
-    BN.CLEAR,
-    BN.GET_RESULT,
-)
 
 
 def default_answers() -> dict[str, Answer]:
@@ -135,7 +127,7 @@ class HostileShuttle:
             await var(unit, (UNIT, name), value)
         pvs = await obj(unit, UNIT, BN.PROCESS_VALUES)
         await var(pvs, (UNIT, BN.PROCESS_VALUES, "pH"), ua.Variant(7.0, D))
-        for name in _METHODS:
+        for name in UNIT_METHODS:
             await method(unit, (UNIT, name))
 
     # ------------------------------------------------------------------ scripting

@@ -21,6 +21,7 @@ Every fixture here is named ``shuttle_*`` so no other suite's fixture is shadowe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -49,10 +50,12 @@ from tests.support.hostile_shuttle import HostileShuttle
 SCALE: Final = 36_000.0  # process seconds per wall second
 PROBE: Final = "PROBE1"
 LONG: Final = ("expansion", {"temperature_c": 37.0, "duration_h": 336, "feed": "perfusion"})
+# Short timeouts so a stalled wire is seen in a test's time; the watchdog's probe must
+# answer within its interval, so not shorter than a second on a loaded 2-core machine.
 FAST: Final = OpcUaSettings(
     request_timeout=2.0,
     connect_timeout=10.0,
-    watchdog_interval=0.3,
+    watchdog_interval=1.0,
     backoff_initial=0.05,
     backoff_max=0.5,
 )
@@ -87,9 +90,37 @@ class ShuttleSession:
     proxy: FaultProxy
 
 
+class _OwnLoop:
+    """Servers started on a BackgroundLoop of their own, stopped in reverse order."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = BackgroundLoop(name)
+        self._started: list[Any] = []
+
+    def start(self, server: Any) -> Any:
+        self.loop.run(server.start())
+        self._started.append(server)
+        return server
+
+    def close(self) -> None:
+        try:
+            for server in reversed(self._started):
+                self.loop.run(server.stop())  # a twin raises its background failure here
+        finally:
+            self.loop.close()
+
+
+@contextlib.contextmanager
+def _own_loop(name: str) -> Iterator[_OwnLoop]:
+    own = _OwnLoop(name)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 @pytest.fixture(scope="session")
 def shuttle_session() -> Iterator[ShuttleSession]:
-    loop = BackgroundLoop("shuttle-twin")
     clock = Clock(SCALE)
     world = World(seed=42)
     twin = ShuttleTwin(
@@ -99,15 +130,21 @@ def shuttle_session() -> Iterator[ShuttleSession]:
         capabilities={PROBE: tuple(icd.PROGRAMS)},
         security="none",
     )
-    loop.run(twin.start())
-    proxy = FaultProxy("127.0.0.1", twin.port)
-    loop.run(proxy.start())
-    yield ShuttleSession(loop, twin, clock, world, proxy)
-    loop.run(proxy.stop())
+    with _own_loop("shuttle-twin") as own:
+        own.start(twin)
+        proxy = own.start(FaultProxy("127.0.0.1", twin.port))
+        yield ShuttleSession(own.loop, twin, clock, world, proxy)
+
+
+@contextlib.contextmanager
+def slowly(session: ShuttleSession) -> Iterator[None]:
+    """One process second per wall second on the session twin (a move takes a minute, a
+    sample five), back to SCALE after."""
+    session.clock.scale = 1.0
     try:
-        loop.run(twin.stop())  # raises a tick failure of the session, if there was one
+        yield
     finally:
-        loop.close()
+        session.clock.scale = SCALE
 
 
 @pytest.fixture
@@ -229,8 +266,9 @@ class ShuttleClient:
         if held:
             await self.move(held, "OutputPort")
 
-    async def empty_unit(self, unit: str) -> None:
-        """Bring a unit to Idle or Complete through the ICD and send its cartridge out."""
+    async def settle(self, unit: str) -> tuple[str, str]:
+        """End whatever the unit runs and clear it through the ICD: (its State now, its
+        TaskId); Idle or Complete."""
         state = await self.unit_read(unit, "State")
         task = await self.unit_read(unit, "TaskId")
         if state in ("Running", "Held"):
@@ -238,6 +276,12 @@ class ShuttleClient:
             state = "Aborted"
         if state in ("Aborted", "Faulted"):
             await self.unit_call(unit, "Clear")
+            state = "Idle"
+        return state, task
+
+    async def empty_unit(self, unit: str) -> None:
+        """Bring a unit to Idle or Complete through the ICD and send its cartridge out."""
+        await self.settle(unit)
         held = await self.unit_read(unit, "CartridgeId")
         if held:
             await self.clear_load_port()
@@ -296,28 +340,18 @@ class HostileBench:
 def shuttle_hostile() -> Iterator[HostileBench]:
     """A twin of its own for the hostile-client suite: whatever a random call does to
     it cannot reach the tests that share ``shuttle_session``."""
-    loop = BackgroundLoop("shuttle-hostile-twin")
     twin = ShuttleTwin(World(seed=13), Clock(SCALE), security="none", serial_number="HOST-1")
-    loop.run(twin.start())
-    helper = loop.run(_connect(twin.url))
-    yield HostileBench(loop, twin, helper)
-    loop.run(helper.client.disconnect())
-    try:
-        loop.run(twin.stop())
-    finally:
-        loop.close()
+    with _own_loop("shuttle-hostile-twin") as own:
+        own.start(twin)
+        helper = own.loop.run(_connect(twin.url))
+        yield HostileBench(own.loop, twin, helper)
+        own.loop.run(helper.client.disconnect())
 
 
 @pytest.fixture(scope="session")
 def _shuttle_hostile_server_session() -> Iterator[HostileShuttle]:
-    loop = BackgroundLoop("shuttle-hostile-server")
-    server = HostileShuttle()
-    loop.run(server.start())
-    yield server
-    try:
-        loop.run(server.stop())
-    finally:
-        loop.close()
+    with _own_loop("shuttle-hostile-server") as own:
+        yield own.start(HostileShuttle())
 
 
 @pytest.fixture
@@ -406,14 +440,10 @@ def shuttle_target(request: pytest.FixtureRequest) -> Iterator[Target]:
         yield Target(s.twin.url, SecurityConfig.insecure(), s.loop, s.proxy, s.twin)
         return
     parsed = urlparse(url)
-    loop = BackgroundLoop("shuttle-hil-proxy")
-    proxy = FaultProxy(parsed.hostname or "127.0.0.1", parsed.port or icd.DEFAULT_SHUTTLE_PORT)
-    loop.run(proxy.start())
-    try:
-        yield Target(url, hil_security(os.environ), loop, proxy)
-    finally:
-        loop.run(proxy.stop())
-        loop.close()
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or icd.DEFAULT_SHUTTLE_PORT
+    with _own_loop("shuttle-hil-proxy") as own:
+        proxy = own.start(FaultProxy(host, port))
+        yield Target(url, hil_security(os.environ), own.loop, proxy)
 
 
 @pytest.fixture
@@ -516,13 +546,15 @@ class Rig:
         return cid, tid
 
 
+async def _rig(driver: OpcUaShuttle, controls: TwinControls) -> Rig:
+    need_controls(controls)
+    await controls.set_time_scale(SCALE)
+    return Rig(driver, controls)
+
+
 @pytest.fixture
-async def shuttle_rig(
-    shuttle_driver: OpcUaShuttle, shuttle_controls: TwinControls
-) -> AsyncIterator[Rig]:
-    need_controls(shuttle_controls)
-    await shuttle_controls.set_time_scale(SCALE)
-    yield Rig(shuttle_driver, shuttle_controls)
+async def shuttle_rig(shuttle_driver: OpcUaShuttle, shuttle_controls: TwinControls) -> Rig:
+    return await _rig(shuttle_driver, shuttle_controls)
 
 
 @pytest.fixture
@@ -540,12 +572,8 @@ async def shuttle_proxied(shuttle_target: Target) -> AsyncIterator[OpcUaShuttle]
 
 
 @pytest.fixture
-async def shuttle_proxied_rig(
-    shuttle_proxied: OpcUaShuttle, shuttle_controls: TwinControls
-) -> AsyncIterator[Rig]:
-    need_controls(shuttle_controls)
-    await shuttle_controls.set_time_scale(SCALE)
-    yield Rig(shuttle_proxied, shuttle_controls)
+async def shuttle_proxied_rig(shuttle_proxied: OpcUaShuttle, shuttle_controls: TwinControls) -> Rig:
+    return await _rig(shuttle_proxied, shuttle_controls)
 
 
 # --------------------------------------------------------------------------- secure twin
@@ -571,7 +599,6 @@ def shuttle_secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureS
     client = ensure_certificate(root, "daemon", "urn:cellfab:daemon:test", server=False)
     shutil.copy(client.cert, trusted_clients / client.cert.name)
     stranger = ensure_certificate(root, "stranger", "urn:cellfab:shuttle:stranger", server=True)
-    loop = BackgroundLoop("opcua-secure-twin")
     twin = ShuttleTwin(
         World(seed=3),
         Clock(SCALE),
@@ -580,24 +607,27 @@ def shuttle_secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureS
         trusted_clients_dir=trusted_clients,
         serial_number="SEC-1",
     )
-    loop.run(twin.start())
+    with _own_loop("opcua-secure-twin") as own:
+        own.start(twin)
+        yield _secure_setup(root, twin, client, stranger.cert, trusted_clients)
+
+
+def _secure_setup(
+    root: Path, twin: ShuttleTwin, client: Any, stranger: Path, trusted_clients: Path
+) -> SecureSetup:
     trust = root / "daemon-trust"
     trust.mkdir()
     shutil.copy(twin.server_certificate_path, trust / "shuttle.der")
     empty_trust = root / "daemon-trust-stranger-only"
     empty_trust.mkdir()
-    shutil.copy(stranger.cert, empty_trust / "stranger.der")
-    yield SecureSetup(
+    shutil.copy(stranger, empty_trust / "stranger.der")
+    return SecureSetup(
         twin.url,
         client.cert,
         client.key,
         twin.server_certificate_path,
         trust,
-        stranger.cert,
+        stranger,
         empty_trust,
         trusted_clients,
     )
-    try:
-        loop.run(twin.stop())
-    finally:
-        loop.close()

@@ -43,7 +43,7 @@ S, D, U32, I32 = (
 SETTINGS = OpcUaSettings(
     request_timeout=1.0,
     connect_timeout=5.0,
-    watchdog_interval=0.3,
+    watchdog_interval=1.0,
     backoff_initial=0.05,
     backoff_max=0.2,
 )
