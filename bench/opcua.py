@@ -64,8 +64,10 @@ WARMUP_SECONDS = 0.5
 LOAD_UNITS = ("INC02", "INC03", "INC04", "INC05")
 RATE = 25_000.0  # load A, notifications/s: the target (20,000/s) and a margin
 WRITERS = 3  # load B: writer tasks (interleaved on the twin's loop)
-# server queues deep enough that no notification is discarded between two publishes
-SETTINGS = OpcUaSettings(merged_queue_size=1000, queue_size=1000)
+# server queues deep enough that no notification is discarded between two publishes; a
+# watchdog probe every 5 s (it must answer within its interval: a twin saturated by load B
+# on a busy machine misses a 1 s probe, and the driver resyncs mid-measurement)
+SETTINGS = OpcUaSettings(merged_queue_size=1000, queue_size=1000, watchdog_interval=5.0)
 UNIT = "INC01"
 PROGRAM, PARAMS = "expansion", {"temperature_c": 37.0, "duration_h": 336, "feed": "perfusion"}
 
@@ -92,7 +94,7 @@ async def _latencies(url: str, lines: list[str]) -> None:
     raw = Client(url, timeout=5)
     await raw.connect()
     try:
-        async with OpcUaShuttle("bench", url, SecurityConfig.insecure()) as drv:
+        async with OpcUaShuttle("bench", url, SecurityConfig.insecure(), SETTINGS) as drv:
             cid, tid = "BENCH-C1", "bench/start/1"
             await _twin_call(
                 raw,

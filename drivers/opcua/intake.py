@@ -15,7 +15,8 @@ of data-change notifications into events:
   the current Program), ``ProgressChanged`` and ``ProcessValuesChanged`` at most once
   per unit per publish (the ICD allows merging them), ``CartridgeChanged`` for a unit or
   the LoadPort, ``FaultChanged`` on FaultCode changes (and FaultText changes while
-  faulted), ``TransportChanged``, ``OutputPortChanged``.
+  faulted; a code and its text written together make one event, ``_replay_faults``),
+  ``TransportChanged``, ``OutputPortChanged``.
 * Losses: a sequence gap, a subscription status change, or the Overflow info bit on a
   variable the ICD reports in full makes the connection lost (the driver resyncs).
 * Garbage (a value outside its rule, ``drivers.opcua.values.check``): on a variable
