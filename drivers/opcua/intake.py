@@ -45,13 +45,14 @@ from drivers import icd
 from drivers.base import Event, InvalidAnswer
 from drivers.icd import BrowseName as BN
 from drivers.opcua.space import Item, Key, Kind
-from drivers.opcua.values import BadValue, check, event_of, group_of
+from drivers.opcua.values import BadValue, event_of, group_of, rule_for
 
 log = structlog.get_logger("cellfab.drivers.opcua")
 
 _OVERFLOW_BITS: Final = 0x0400 | 0x0080  # InfoType DataValue + Overflow
 _SEQUENCED: Final = frozenset({BN.STATE, BN.TASK_ID, BN.PROGRAM})
 _PER_PUBLISH: Final = _SEQUENCED | {BN.FAULT_CODE, BN.FAULT_TEXT}
+_MISSING: Final = object()
 _OWN_STARTS: Final = 4096  # starts of our own remembered for their Program
 _START_TO: Final = {True: icd.TransportState.MOVING, False: icd.UnitState.RUNNING}
 _START_FROM: Final = {
@@ -75,6 +76,10 @@ class Intake:
         self.gate_open = False  # notifications emit events only when open
         self.changed = asyncio.Event()  # set by every data change while the gate is closed
         self._items: dict[int, Item] = {}
+        # per client handle: key, rule, mergeable, paired per publish, event group
+        self._routes: dict[
+            int, tuple[Key, Callable[[object], Any], bool, bool, tuple[str, str]]
+        ] = {}
         self._last_seq: int | None = None
         self._initial: set[int] = set()  # handles whose first value arrived
         self._barrier: dict[Key, set[Any]] | None = None  # values seen since the Read began
@@ -90,6 +95,16 @@ class Intake:
     def reset(self, items: dict[int, Item]) -> None:
         """A new subscription: its items by client handle; no value seen yet."""
         self._items = items
+        self._routes = {
+            handle: (
+                item.key,
+                rule_for(item.key),
+                item.mergeable,
+                item.key[1] in _PER_PUBLISH and item.kind in (Kind.UNIT, Kind.TRANSPORT),
+                group_of(item.key),
+            )
+            for handle, item in items.items()
+        }
         self._last_seq = None
         self._initial = set()
         self._queued = {}
@@ -133,54 +148,59 @@ class Intake:
 
     def _on_datachange(self, monitored: list[ua.MonitoredItemNotification]) -> bool:
         """Apply one publish's data changes; False when it made the connection lost."""
-        items = self._items
+        routes = self._routes
+        values = self.values
+        barrier = self._barrier
         self.notifications += len(monitored)
         emit = self.gate_open
         merged: dict[tuple[str, str], None] = {}
-        runs: dict[str, dict[str, list[Any]]] = {}  # State/TaskId/Program per location
+        runs: dict[str, dict[str, list[Any]]] = {}  # State/TaskId/Program/faults per location
         initial = self._initial
         for n in monitored:
-            item = items.get(n.ClientHandle)
-            if item is None:
+            route = routes.get(n.ClientHandle)
+            if route is None:
                 continue
+            key, rule, mergeable, per_publish, group = route
             first = False
             if not emit:  # connecting: the first value of an item is its initial value
                 first = n.ClientHandle not in initial
                 initial.add(n.ClientHandle)
             dv = n.Value
             status = dv.StatusCode
-            if (
-                status is not None
-                and status.value & _OVERFLOW_BITS == _OVERFLOW_BITS
-                and not item.mergeable
-            ):
-                self._lost(f"server queue overflow on {'/'.join(item.key)}")
-                return False
+            if status is not None and status.value & _OVERFLOW_BITS == _OVERFLOW_BITS:
+                if not mergeable:
+                    self._lost(f"server queue overflow on {'/'.join(key)}")
+                    return False
             raw = None if dv.Value is None else dv.Value.Value
             try:
-                value = check(item.key, raw)
-            except BadValue as exc:
-                if item.mergeable:
+                value = rule(raw)
+            except ValueError as exc:
+                why = str(BadValue(key, str(exc)))
+                if mergeable:
                     self.ignored += 1
-                    log.warning("ignored a value outside the ICD", source=self.source, why=str(exc))
+                    log.warning("ignored a value outside the ICD", source=self.source, why=why)
                     continue
-                self._lost(f"instrument sent a value outside the ICD: {exc}", InvalidAnswer)
+                self._lost(f"instrument sent a value outside the ICD: {why}", InvalidAnswer)
                 return False
-            loc, var = item.key
-            if var in _PER_PUBLISH and item.kind in (Kind.UNIT, Kind.TRANSPORT) and not first:
-                runs.setdefault(loc, {}).setdefault(var, []).append(value)
+            if per_publish and not first:
+                runs.setdefault(key[0], {}).setdefault(key[1], []).append(value)
                 continue
-            if not self._apply(item.key, value) or not emit:
+            if barrier is not None:
+                barrier.setdefault(key, set()).add(value)
+            if values.get(key, _MISSING) == value:
                 continue
-            if item.mergeable:
-                merged[group_of(item.key)] = None
-            elif var != BN.FAULT_TEXT or self.values.get((loc, BN.FAULT_CODE)):
-                self._emit(event_of(self.source, self.values, *group_of(item.key)))
+            values[key] = value
+            if not emit:
+                continue
+            if mergeable:
+                merged[group] = None
+            elif key[1] != BN.FAULT_TEXT or values.get((key[0], BN.FAULT_CODE)):
+                self._emit(event_of(self.source, values, *group))
         for loc, by_var in runs.items():
             self._replay_faults(loc, by_var, emit)
             self._replay_states(loc, by_var, emit)
         for loc, group in merged:
-            self._emit(event_of(self.source, self.values, loc, group))
+            self._emit(event_of(self.source, values, loc, group))
         if not emit:
             self.changed.set()
         return True

@@ -68,9 +68,12 @@ def _string(value: object, rule: Callable[[str], bool] | None, what: str) -> str
 
 
 def _number(value: object, lo: float | None = None, hi: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is float:  # the common case first: this runs for every notification
+        x = value
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"not a number: {_short(value)}")
-    x = float(value)
+    else:
+        x = float(value)
     if not math.isfinite(x) or (lo is not None and x < lo) or (hi is not None and x > hi):
         raise ValueError(f"out of range: {_short(value)}")
     return x
@@ -124,15 +127,20 @@ _RULES: Final[dict[str, Callable[[object], Any]]] = {
 }
 
 
+def rule_for(key: Key) -> Callable[[object], Any]:
+    """The rule of variable ``key``: the checked (hashable) value, or ValueError."""
+    loc, var = key
+    if var.startswith(PV_PREFIX):
+        return _number
+    if var == BN.STATE:
+        return _TRANSPORT_STATE if loc == icd.TRANSPORT else _UNIT_STATE
+    return _RULES[var]
+
+
 def check(key: Key, value: object) -> Any:
     """The checked (and hashable) value of variable ``key``; ``BadValue`` if garbage."""
-    loc, var = key
     try:
-        if var.startswith(PV_PREFIX):
-            return _number(value)
-        if var == BN.STATE:
-            return (_TRANSPORT_STATE if loc == icd.TRANSPORT else _UNIT_STATE)(value)
-        return _RULES[var](value)
+        return rule_for(key)(value)
     except ValueError as exc:
         raise BadValue(key, str(exc)) from None
 
