@@ -30,7 +30,11 @@ fails is logged; the first failure is raised again by ``stop()`` so a test sees 
 
 Method errors are answered as the method's status code (asyncua 2.1.0 turns an
 exception raised by a method into BadUnexpectedError, so handlers return a
-``ua.StatusCode`` instead).
+``ua.StatusCode`` instead). A method called on another object than its own answers
+BadMethodInvalid; its arguments must be the declared typed Variants.
+
+Write protection (ICD 1.1 section 4, ``simulators.uaserver``): every identity is a plain
+user, nobody manages nodes, and only ``Twin/TimeScale`` is writable (0.001..1e7).
 
 ``Twin/StartedPrograms`` (ICD 1.1) is computed when read, from the model's list of every
 program and move it started (idempotent repeats start nothing and are not in it).
