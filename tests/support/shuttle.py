@@ -9,12 +9,7 @@ and SampleIds (``tests.support.fresh``, ``short()``) and bring the units they us
 known state through the ICD itself, so suites share the twin without stepping on each
 other. A secure-only twin is its own session fixture (``shuttle_secure``).
 
-The conformance suite runs against ``shuttle_target``: the session twin, or a real (or
-third-party) instrument when ``CELLFAB_SHUTTLE_URL`` names it; then its security comes
-from ``HIL_SECURITY_VARS`` (or ``CELLFAB_SHUTTLE_ALLOW_NONE=1``), and a run that sets the
-URL without them stops at collection with a usage error naming them. A FaultProxy is put
-in front of any target. The twin controls (ICD section 4) are used whenever the server
-offers them; the tests that need them skip, saying why, when it does not.
+The conformance suite's target, driver and rig live in ``tests.support.shuttle_target``.
 
 Every fixture here is named ``shuttle_*`` so no other suite's fixture is shadowed.
 """
@@ -23,23 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlparse
 
 import pytest
 from asyncua import Client, Node, ua
 
 from drivers import icd
-from drivers.opcua import OpcUaSettings, OpcUaShuttle, SecurityConfig
-from drivers.opcua.security import apply_security
+from drivers.opcua import OpcUaSettings
 from simulators.certs import ensure_certificate
 from simulators.clock import Clock
-from simulators.controls import TwinControls
 from simulators.faults import FaultProxy
 from simulators.runner import BackgroundLoop
 from simulators.shuttle import ShuttleTwin
@@ -111,7 +102,7 @@ class _OwnLoop:
 
 
 @contextlib.contextmanager
-def _own_loop(name: str) -> Iterator[_OwnLoop]:
+def own_loop(name: str) -> Iterator[_OwnLoop]:
     own = _OwnLoop(name)
     try:
         yield own
@@ -130,7 +121,7 @@ def shuttle_session() -> Iterator[ShuttleSession]:
         capabilities={PROBE: tuple(icd.PROGRAMS)},
         security="none",
     )
-    with _own_loop("shuttle-twin") as own:
+    with own_loop("shuttle-twin") as own:
         own.start(twin)
         proxy = own.start(FaultProxy("127.0.0.1", twin.port))
         yield ShuttleSession(own.loop, twin, clock, world, proxy)
@@ -341,7 +332,7 @@ def shuttle_hostile() -> Iterator[HostileBench]:
     """A twin of its own for the hostile-client suite: whatever a random call does to
     it cannot reach the tests that share ``shuttle_session``."""
     twin = ShuttleTwin(World(seed=13), Clock(SCALE), security="none", serial_number="HOST-1")
-    with _own_loop("shuttle-hostile-twin") as own:
+    with own_loop("shuttle-hostile-twin") as own:
         own.start(twin)
         helper = own.loop.run(_connect(twin.url))
         yield HostileBench(own.loop, twin, helper)
@@ -350,7 +341,7 @@ def shuttle_hostile() -> Iterator[HostileBench]:
 
 @pytest.fixture(scope="session")
 def _shuttle_hostile_server_session() -> Iterator[HostileShuttle]:
-    with _own_loop("shuttle-hostile-server") as own:
+    with own_loop("shuttle-hostile-server") as own:
         yield own.start(HostileShuttle())
 
 
@@ -364,216 +355,6 @@ async def shuttle_hostile_server(
     await server.reset()
     yield server
     await server.reset()
-
-
-# --------------------------------------------------------------------------- HIL target
-HIL_SECURITY_VARS: Final = (
-    ("CELLFAB_SHUTTLE_CERT", "our client certificate (DER or PEM)"),
-    ("CELLFAB_SHUTTLE_KEY", "its private key"),
-    ("CELLFAB_SHUTTLE_SERVER_CERT", "the shuttle's certificate, pinned"),
-    ("CELLFAB_SHUTTLE_TRUST", "a directory of trusted server certificates or their CAs"),
-)
-
-
-class HilConfigError(ValueError):
-    """CELLFAB_SHUTTLE_URL is set without the security it needs."""
-
-
-def hil_security(env: Mapping[str, str]) -> SecurityConfig:
-    """The security of a HIL run from the environment; ``HilConfigError`` naming what
-    to set when it is incomplete."""
-    if env.get("CELLFAB_SHUTTLE_ALLOW_NONE") == "1":
-        return SecurityConfig.insecure()
-    missing = [(name, what) for name, what in HIL_SECURITY_VARS if not env.get(name)]
-    if missing:
-        lines = "\n".join(f"  {name}: {what}" for name, what in missing)
-        raise HilConfigError(
-            f"CELLFAB_SHUTTLE_URL={env.get('CELLFAB_SHUTTLE_URL', '')} needs its security: "
-            f"set\n{lines}\nor CELLFAB_SHUTTLE_ALLOW_NONE=1 for an instrument that offers "
-            "policy None (development only)"
-        )
-    config = SecurityConfig(
-        client_certificate=Path(env["CELLFAB_SHUTTLE_CERT"]),
-        client_private_key=Path(env["CELLFAB_SHUTTLE_KEY"]),
-        server_certificate=Path(env["CELLFAB_SHUTTLE_SERVER_CERT"]),
-        trust_store=Path(env["CELLFAB_SHUTTLE_TRUST"]),
-    )
-    try:
-        config.validate("CELLFAB_SHUTTLE_*")
-    except ValueError as exc:
-        raise HilConfigError(str(exc)) from None
-    return config
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A HIL run whose security is incomplete stops here, naming what to set."""
-    if not os.environ.get("CELLFAB_SHUTTLE_URL"):
-        return
-    if any("shuttle_target" in getattr(item, "fixturenames", ()) for item in items):
-        try:
-            hil_security(os.environ)
-        except HilConfigError as exc:
-            raise pytest.UsageError(str(exc)) from None
-
-
-@dataclass
-class Target:
-    """The instrument under test, a FaultProxy in front of it, and the twin if it is one."""
-
-    url: str
-    security: SecurityConfig
-    loop: BackgroundLoop
-    proxy: FaultProxy
-    twin: ShuttleTwin | None = None
-
-    @property
-    def proxy_url(self) -> str:
-        path = urlparse(self.url).path or icd.SHUTTLE_PATH
-        return f"opc.tcp://127.0.0.1:{self.proxy.port}{path}"
-
-
-@pytest.fixture(scope="session")
-def shuttle_target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    url = os.environ.get("CELLFAB_SHUTTLE_URL")
-    if not url:
-        s: ShuttleSession = request.getfixturevalue("shuttle_session")
-        yield Target(s.twin.url, SecurityConfig.insecure(), s.loop, s.proxy, s.twin)
-        return
-    parsed = urlparse(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or icd.DEFAULT_SHUTTLE_PORT
-    with _own_loop("shuttle-hil-proxy") as own:
-        proxy = own.start(FaultProxy(host, port))
-        yield Target(url, hil_security(os.environ), own.loop, proxy)
-
-
-@pytest.fixture
-async def shuttle_driver(shuttle_target: Target) -> AsyncIterator[OpcUaShuttle]:
-    async with OpcUaShuttle("shuttle", shuttle_target.url, shuttle_target.security, FAST) as drv:
-        yield drv
-
-
-@pytest.fixture
-async def shuttle_controls(shuttle_target: Target) -> AsyncIterator[TwinControls]:
-    """The twin controls of the target (``available`` False on a real instrument)."""
-    client = Client(shuttle_target.url, timeout=5)
-    await apply_security(client, shuttle_target.security, "controls")
-    async with client, TwinControls(client) as ctl:
-        yield ctl
-
-
-def need_controls(controls: TwinControls) -> None:
-    if not controls.available:
-        pytest.skip(
-            "the instrument offers no ICD section 4 twin controls (Objects/Twin in "
-            f"{icd.TWIN_NS}): this test needs them to stand in for the physical world"
-        )
-
-
-class Rig:
-    """A driver plus the twin controls, with the setup moves tests share."""
-
-    def __init__(self, driver: OpcUaShuttle, controls: TwinControls) -> None:
-        self.drv = driver
-        self.ctl = controls
-
-    async def wait_state(self, unit: str, *states: str) -> None:
-        async def state() -> str:
-            return (await self.drv.unit_status(unit)).state
-
-        await eventually(state, f"{unit} in {states}", lambda s: s in states)
-
-    async def wait_transport_idle(self) -> None:
-        async def state() -> str:
-            return (await self.drv.transport_status()).state
-
-        await eventually(state, "transport Idle", lambda s: s == icd.TransportState.IDLE)
-
-    async def empty(self, unit: str) -> None:
-        """Bring a unit to Idle (or Complete) without a cartridge, using only the ICD."""
-        st = await self.drv.unit_status(unit)
-        if st.state in (icd.UnitState.RUNNING, icd.UnitState.HELD):
-            await self.drv.abort(unit, st.task_id)
-        if st.state not in (icd.UnitState.IDLE, icd.UnitState.COMPLETE):
-            await self.drv.clear(unit)
-        if st.cartridge_id:
-            await self.move(st.cartridge_id, icd.OUTPUT_PORT)
-            await self.ctl.remove(st.cartridge_id)
-
-    async def move(self, cartridge_id: str, to: str) -> None:
-        await self.wait_transport_idle()
-        await self.drv.move(cartridge_id, to, task_id("M"))
-        await self.wait_transport_idle()
-
-    async def free_load_port(self) -> None:
-        """A working transport and an empty LoadPort (another suite may have left one)."""
-        if (await self.drv.transport_status()).state == icd.TransportState.FAULTED:
-            await self.drv.clear_transport()
-        await self.wait_transport_idle()
-        held = await self.drv.load_port()
-        if held:
-            await self.move(held, icd.OUTPUT_PORT)
-            await self.ctl.remove(held)
-
-    async def load(self, unit: str) -> str:
-        """An emptied ``unit`` holding a fresh cartridge; returns its id."""
-        await self.empty(unit)
-        await self.free_load_port()
-        cid = fresh("C")
-
-        async def inserted() -> bool:
-            try:
-                await self.ctl.insert(cid)
-            except ua.UaStatusCodeError as exc:  # the port stays reserved while a move leaves
-                if exc.code != ua.StatusCodes.BadInvalidState:
-                    raise
-                return False
-            return True
-
-        await eventually(inserted, f"{cid} inserted")
-        await self.move(cid, unit)
-
-        async def bay() -> str:
-            return (await self.drv.unit_status(unit)).cartridge_id
-
-        await eventually(bay, f"{cid} in {unit}", lambda c: c == cid)
-        return cid
-
-    async def start_long(self, unit: str) -> tuple[str, str]:
-        cid = await self.load(unit)
-        tid = task_id()
-        program, params = LONG
-        await self.drv.start(unit, program, params, tid, cid)
-        return cid, tid
-
-
-async def _rig(driver: OpcUaShuttle, controls: TwinControls) -> Rig:
-    need_controls(controls)
-    await controls.set_time_scale(SCALE)
-    return Rig(driver, controls)
-
-
-@pytest.fixture
-async def shuttle_rig(shuttle_driver: OpcUaShuttle, shuttle_controls: TwinControls) -> Rig:
-    return await _rig(shuttle_driver, shuttle_controls)
-
-
-@pytest.fixture
-async def shuttle_proxied(shuttle_target: Target) -> AsyncIterator[OpcUaShuttle]:
-    """A driver that talks to the target through its FaultProxy."""
-    proxy = shuttle_target.proxy
-    await proxy.clear()
-    try:
-        async with OpcUaShuttle(
-            "shuttle", shuttle_target.proxy_url, shuttle_target.security, FAST
-        ) as drv:
-            yield drv
-    finally:
-        await proxy.clear()
-
-
-@pytest.fixture
-async def shuttle_proxied_rig(shuttle_proxied: OpcUaShuttle, shuttle_controls: TwinControls) -> Rig:
-    return await _rig(shuttle_proxied, shuttle_controls)
 
 
 # --------------------------------------------------------------------------- secure twin
@@ -607,7 +388,7 @@ def shuttle_secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureS
         trusted_clients_dir=trusted_clients,
         serial_number="SEC-1",
     )
-    with _own_loop("opcua-secure-twin") as own:
+    with own_loop("opcua-secure-twin") as own:
         own.start(twin)
         yield _secure_setup(root, twin, client, stranger.cert, trusted_clients)
 

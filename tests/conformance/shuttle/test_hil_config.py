@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.shuttle import HIL_SECURITY_VARS, HilConfigError, hil_security
+from tests.support.shuttle_target import HIL_SECURITY_VARS, HilConfigError, hil_security
 
 ROOT = Path(__file__).resolve().parents[3]
 URL = "opc.tcp://127.0.0.1:1/shuttle"

@@ -29,7 +29,8 @@ from drivers.base import (
 from drivers.opcua import OpcUaShuttle
 from simulators.controls import TwinControls
 from tests.support import events_until, fresh, next_event, task_id
-from tests.support.shuttle import LONG, SCALE, Rig, short
+from tests.support.shuttle import LONG, SCALE, short
+from tests.support.shuttle_target import Rig
 
 pytestmark = pytest.mark.hil
 

@@ -22,7 +22,8 @@ from drivers.base import (
 )
 from drivers.opcua.connection import Connection
 from tests.support import events_until, next_event, task_id
-from tests.support.shuttle import LONG, Rig, Target, short
+from tests.support.shuttle import LONG, short
+from tests.support.shuttle_target import Rig, Target
 
 pytestmark = pytest.mark.hil
 

@@ -32,7 +32,7 @@ from drivers.opcua import OpcUaSettings, OpcUaShuttle, SecurityConfig
 from simulators.controls import TwinControls
 from tests.support import eventually, next_event
 from tests.support.hostile_shuttle import HANG, UNIT, HostileShuttle
-from tests.support.shuttle import need_controls
+from tests.support.shuttle_target import need_controls
 
 S, D, U32, I32 = (
     ua.VariantType.String,
