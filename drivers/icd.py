@@ -51,6 +51,11 @@ TWIN_NS: Final = "urn:cellfab:twin:v1"
 DEFAULT_SHUTTLE_PORT: Final = 4840
 SHUTTLE_PATH: Final = "/shuttle"
 
+# Section 4 (1.1): ranges of the twin controls' arguments (closed), else BadOutOfRange.
+TWIN_CELLS: Final = (1e3, 1e11)
+TWIN_VIABILITY_PCT: Final = (0.0, 100.0)
+TWIN_TIME_SCALE: Final = (0.001, 1e7)
+
 HISTORY_LEN: Final = 64  # programs per unit / moves of the transport kept for idempotency
 MOVE_SECONDS: Final = 60.0  # process time of one transport move
 LOAD_PORT: Final = "LoadPort"
@@ -106,6 +111,7 @@ class BrowseName:
     REMOVE_CARTRIDGE = "RemoveCartridge"
     INJECT_FAULT = "InjectFault"
     TIME_SCALE = "TimeScale"
+    STARTED_PROGRAMS = "StartedPrograms"  # 1.1
 
 
 class DeviceState(StrEnum):
@@ -136,6 +142,7 @@ class ResultStatus(StrEnum):
     RUNNING = "Running"
     HELD = "Held"
     COMPLETE = "Complete"
+    STOPPED = "Stopped"  # 1.1: ended by Stop (the unit reads Complete); outputs for the part run
     ABORTED = "Aborted"
     FAULTED = "Faulted"
     UNKNOWN = "Unknown"
@@ -146,6 +153,7 @@ BAD_INVALID_ARGUMENT: Final = "BadInvalidArgument"
 BAD_NOT_SUPPORTED: Final = "BadNotSupported"
 BAD_NO_MATCH: Final = "BadNoMatch"
 BAD_INVALID_STATE: Final = "BadInvalidState"
+BAD_OUT_OF_RANGE: Final = "BadOutOfRange"  # twin control arguments (section 4, 1.1)
 
 # Units a cartridge may leave (ICD "Moves").
 LEAVABLE_STATES: Final = frozenset(
@@ -213,6 +221,54 @@ class ParamSpec:
         return str(self.kind)
 
 
+class OutputKind(StrEnum):
+    """What a program output holds (ICD "Programs": numbers, except ids and bag_ids)."""
+
+    NUMBER = "number"  # a finite JSON number
+    ID = "id"  # an identifier, ID_RE
+    SAMPLE_ID = "sample_id"  # a SampleId, SAMPLE_ID_RE
+    IDS = "ids"  # a JSON array of identifiers
+
+
+# The kind of every output name of the program table (a name means one thing in every
+# program that has it).
+OUTPUT_KINDS: Final[dict[str, OutputKind]] = {
+    "cells_out": OutputKind.NUMBER,
+    "purity_pct": OutputKind.NUMBER,
+    "efficiency_pct": OutputKind.NUMBER,
+    "viability_pct": OutputKind.NUMBER,
+    "volume_ml": OutputKind.NUMBER,
+    "bags": OutputKind.NUMBER,
+    "sample_id": OutputKind.SAMPLE_ID,
+    "bag_ids": OutputKind.IDS,
+}
+
+
+_FLOAT_LIMIT: Final = 2**1024  # JSON integers from here on have no float
+
+
+def check_output(name: str, value: object) -> str | None:
+    """Why ``value`` (decoded JSON) is not what output ``name`` holds, or None."""
+    kind = OUTPUT_KINDS.get(name)
+    if kind is None:
+        return f"{_short(name)} is not an output of the ICD program table"
+    if kind is OutputKind.NUMBER:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{name} must be a number, got {_json_type(value)}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name} must be finite, got {value!r}"
+        if isinstance(value, int) and abs(value) >= _FLOAT_LIMIT:
+            return f"{name} is out of range, got {_short(value)}"
+        return None
+    if kind is OutputKind.IDS:
+        if not isinstance(value, list) or not all(is_id(v) for v in value):
+            return f"{name} must be an array of identifiers, got {_short(value)}"
+        return None
+    if kind is OutputKind.SAMPLE_ID:
+        return None if is_sample_id(value) else f"{name} must be a SampleId, got {_short(value)}"
+    return None if is_id(value) else f"{name} must be an identifier, got {_short(value)}"
+
+
 @dataclass(frozen=True, slots=True)
 class ProgramSpec:
     """One row of the ICD program table."""
@@ -242,6 +298,27 @@ class ProgramSpec:
         for p in self.params:
             if p.name in params and (why := p.check(params[p.name])) is not None:
                 errors.append(why)
+        return errors
+
+    def check_outputs(self, outputs: object, *, complete: bool) -> list[str]:
+        """Every reason ``outputs`` (decoded JSON) are not this program's; empty when they are.
+
+        ``complete``: a full run must report every output of the table; a stopped one
+        reports those computed for the part that ran (a subset)."""
+        if not isinstance(outputs, dict):
+            return [f"Outputs must be a JSON object, got {_json_type(outputs)}"]
+        errors = [
+            f"unknown output {_short(key)} of {self.name} (outputs: {', '.join(self.outputs)})"
+            for key in outputs
+            if key not in self.outputs
+        ]
+        if complete:
+            errors += [f"missing output {name}" for name in self.outputs if name not in outputs]
+        errors += [
+            why
+            for key, value in outputs.items()
+            if key in self.outputs and (why := check_output(key, value)) is not None
+        ]
         return errors
 
 
@@ -612,6 +689,11 @@ def format_weight(grams: float) -> str:
 # --------------------------------------------------------------------------- helpers
 def _fmt(x: float | None) -> str:
     return "-" if x is None else (f"{x:g}")
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 def _json_type(value: object) -> str:

@@ -5,8 +5,9 @@ This module owns three things, none of them part of any instrument's interface:
 - ``FaultProxy``: an asyncio TCP proxy put in front of any TCP twin (OPC UA or Modbus
   TCP). A client connects to ``proxy.port`` instead of the twin. Switches:
   ``drop_connections()``, ``stall(seconds)``, ``slow(seconds_per_chunk)``,
-  ``garbage(n_bytes)``, ``refuse(True/False)``, ``clear()``. The switches are coroutines
-  that may be awaited from any event loop (the proxy may run on a BackgroundLoop).
+  ``garbage(n_bytes)``, ``refuse(True/False)``, ``lose_answer_to(pattern)``, ``clear()``.
+  The switches are coroutines that may be awaited from any event loop (the proxy may
+  run on a BackgroundLoop).
 - ``ModbusFaults``: read by ``CellQTwin`` on every request: answer the next N requests
   (or all, until cleared) with an exception code, answer none of them (silence),
   carry them out and lose the answer, or answer slowly.
@@ -220,6 +221,7 @@ class _Link:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter | None = None  # None while it is being connected
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    losing_answer: bool = False  # the client is gone; the target's next answer is dropped
 
     def close(self) -> None:
         for writer in (self.client, self.upstream):
@@ -242,6 +244,7 @@ class ProxyCounters:
     stalls: int = 0
     chunks_delayed: int = 0
     upstream_failures: int = 0
+    answers_lost: int = 0
 
 
 class FaultProxy:
@@ -280,6 +283,7 @@ class FaultProxy:
         self._delay = 0.0
         self._garbage = 0
         self._garbage_replace = True
+        self._lose_after: bytes | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -360,6 +364,18 @@ class FaultProxy:
 
         await self._on_loop(run)
 
+    async def lose_answer_to(self, pattern: bytes) -> None:
+        """The next request that contains ``pattern`` reaches the target; then that
+        connection is dropped before any answer can come back (a lost answer: the
+        client cannot know whether the request was carried out)."""
+        if not pattern:
+            raise ValueError("lose_answer_to needs a pattern to look for")
+
+        async def run() -> None:
+            self._lose_after = bytes(pattern)
+
+        await self._on_loop(run)
+
     async def refuse(self, refusing: bool) -> None:
         """Refuse new connections (the port closes) or accept them again."""
 
@@ -382,6 +398,7 @@ class FaultProxy:
             self._flow.set()
             self._delay = 0.0
             self._garbage = 0
+            self._lose_after = None
             if self._server is None:
                 await self._listen()
 
@@ -443,6 +460,8 @@ class FaultProxy:
                     self.counters.chunks_delayed += 1
                     await asyncio.sleep(self._delay)
                     await self._flow.wait()
+                if to_client and link.losing_answer:
+                    break  # the answer to the lost request: nobody is there to read it
                 if to_client and self._garbage:
                     junk = bytes(self._rng.randrange(256) for _ in range(self._garbage))
                     data = junk if self._garbage_replace else junk + data
@@ -455,9 +474,19 @@ class FaultProxy:
                     self.counters.bytes_to_target += len(data)
                 writer.write(data)
                 await writer.drain()
+                lose = self._lose_after
+                if not to_client and lose is not None and lose in data:
+                    # The request is on its way to the target: the client goes now, the
+                    # target's side stays open until it answers (the answer is dropped).
+                    self._lose_after = None
+                    self.counters.answers_lost += 1
+                    link.losing_answer = True
+                    with contextlib.suppress(Exception):
+                        link.client.transport.abort()
+                    return
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
-            if link in self._links:
+            if link in self._links and not (link.losing_answer and not to_client):
                 self._links.discard(link)
                 link.close()

@@ -37,7 +37,7 @@ from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from cryptography import x509
 
-from drivers.opcua_errors import SecurityConfigError, SecurityRejected
+from drivers.opcua.errors import SecurityConfigError, SecurityRejected
 
 POLICY_NONE: Final = "None"
 BASIC256SHA256: Final = "Basic256Sha256"
