@@ -60,7 +60,7 @@ T = TypeVar("T")
 
 ENDED = frozenset({UnitState.COMPLETE, UnitState.ABORTED, UnitState.FAULTED})
 RESULT_ENDED = frozenset(
-    {ResultStatus.COMPLETE, ResultStatus.ABORTED, ResultStatus.FAULTED, "Stopped"}
+    {ResultStatus.COMPLETE, ResultStatus.STOPPED, ResultStatus.ABORTED, ResultStatus.FAULTED}
 )
 
 
@@ -377,7 +377,11 @@ async def reconcile_program(engine: Engine, batch_id: str, t: Task) -> Task:
 
 async def get_result(engine: Engine, t: Task) -> TaskResult:
     drv = _shuttle(engine, t.shuttle)
-    return await call(t.shuttle, f"GetResult {t.task_id}", lambda: drv.result(t.task_id, t.unit))
+    return await call(
+        t.shuttle,
+        f"GetResult {t.task_id}",
+        lambda: drv.result(t.task_id, t.unit, program=t.program),
+    )
 
 
 async def end_program(

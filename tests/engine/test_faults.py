@@ -13,8 +13,7 @@ from daemon.batch.states import Command as C
 from daemon.journal import records as r
 from daemon.supervisor import Daemon, build
 from drivers.icd import UnitState
-from drivers.opcua import OpcUaShuttle
-from drivers.opcua_security import SecurityConfig
+from drivers.opcua import OpcUaShuttle, SecurityConfig
 from tests.engine.conftest import Cell, new_cartridge, recipe, site_for, until
 from tests.support import eventually, task_id
 from tests.support.daemon import LocalDaemon, SimTwins
