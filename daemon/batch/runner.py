@@ -140,6 +140,11 @@ class BatchRunner:
         engine = self.engine
         recipe = engine.recipe_of(self.b)
         if not self.b.shuttle:
+            if self.b.state is BatchState.PAUSING:  # no step has begun: a boundary already
+                await self.commit(
+                    r.StateReached(batch_id=self.batch_id, state=BatchState.PAUSED.value)
+                )
+                return
             await ex.admit(engine, self.batch_id)
         while True:
             b = self.b
