@@ -372,6 +372,9 @@ class QueueOut(_Out):
     pending: list[QueueEntry]
     reserved: dict[str, str] = Field(description="shuttle/unit -> batch")
     parking: dict[str, str] = Field(description="shuttle/unit -> batch parking there")
+    vacating: dict[str, str] = Field(
+        description="shuttle/unit -> batch whose cartridge is being parked out of it"
+    )
     transport: dict[str, str] = Field(description="shuttle -> batch holding its transport")
 
 

@@ -40,6 +40,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -351,11 +352,7 @@ async def _main(
                         bid: [rec for _, rec in daemon.journal.batch_records(bid)]
                         for bid in run.batch_ids
                     },
-                    {
-                        "programs": twins.shuttle.started_programs,
-                        "moves": twins.shuttle.started_moves,
-                        "jobs": twins.cellq.submitted,
-                    },
+                    _started(twins),
                     time_scale=args.time_scale,
                     planned=len(PLAN),
                     supervisor=PEOPLE["supervisor"],
@@ -363,6 +360,18 @@ async def _main(
                 )
         finally:
             stop.set()  # the daemon stops cleanly: runners and drivers end, the journal closes
+
+
+def _started(twins: Any) -> dict[str, Counter[Any]]:
+    """What the twins started, by TaskId and JobSeq: the shuttle's Twin/StartedPrograms
+    (ICD section 4; read in-process, the twins run beside the daemon) and Cell Q's
+    jobs-created counts."""
+    started = list(twins.shuttle.model.started)
+    return {
+        "programs": Counter(e["task_id"] for e in started if e["program"] != "move"),
+        "moves": Counter(e["task_id"] for e in started if e["program"] == "move"),
+        "jobs": Counter(twins.cellq.submitted),
+    }
 
 
 def _interrupted(demo: Demo) -> list[str]:

@@ -69,7 +69,7 @@ async def test_the_kind_filter_keeps_only_those_kinds(
         inserted = asyncio.create_task(insert_cartridge(api, sim_cell, batch["cartridge_id"]))
         async for _event, data in stream:
             kinds.append(data["kind"])
-            if data["batch_id"] == batch["batch_id"] and data["data"]["state"] == "Complete":
+            if data["batch_id"] == batch["batch_id"] and data["data"]["batch_state"] == "Complete":
                 break
         await stream.aclose()
         await inserted

@@ -39,7 +39,7 @@ async def test_the_queue_answers_what_waits_and_what_is_reserved(api: httpx.Asyn
     answer = await api.get("/instruments/queue")
     assert answer.status_code == 200
     queue = answer.json()
-    assert set(queue) == {"pending", "reserved", "parking", "transport"}
+    assert set(queue) == {"pending", "reserved", "parking", "vacating", "transport"}
     assert batch_id not in {p["batch"] for p in queue["pending"]}
     assert batch_id not in queue["reserved"].values()
     answer = await api.post(f"/batches/{batch_id}/commands/abort", json={"by": "t"})

@@ -59,10 +59,18 @@ async def test_a_request_from_a_bay_its_cartridge_has_left_parks_the_new_occupan
     scheduler.release_unit("B1", "s1", "CFC1")  # B1's harvest ended; its cartridge stays
     await asyncio.sleep(0)
 
-    assert request.done() and request.result() == "CFC1"
-    # granted only with B1's cartridge parked out of it, never as B2's own bay
+    # never granted as B2's own bay: B1's cartridge is asked to park, B2 keeps waiting
     assert where.parked == [("B1", "INC02")]
-    assert scheduler.reserved[("s1", "CFC1")] == "B2"
+    assert not request.done() and scheduler.vacating == {("s1", "CFC1"): "B1"}
+
+    # the park move ends: CFC1 is empty, B1 in INC02; B2 gets CFC1 as a free bay
+    where.where["B1"] = "INC02"
+    cell.shuttles["s1"].units["CFC1"].cartridge_id = ""
+    cell.shuttles["s1"].units["INC02"].cartridge_id = "C1"
+    scheduler.parked("B1", "s1", "CFC1", "INC02")
+    await asyncio.sleep(0)
+    assert request.done() and request.result() == "CFC1"
+    assert scheduler.reserved[("s1", "CFC1")] == "B2" and not scheduler.vacating
 
 
 async def test_a_request_from_the_bay_its_cartridge_is_in_is_granted_that_bay() -> None:
