@@ -28,8 +28,8 @@ def node_missing() -> str | None:
     """Why the Node.js side cannot run here, or None."""
     if shutil.which("node") is None:
         return "node (Node.js >= 20) is not installed"
-    if not (NODE_MODULES / "node-opcua-server").is_dir():
-        return f"{NODE_MODULES} is missing: run `make interop` (npm ci in tests/interop)"
+    if not (NODE_MODULES / ".package-lock.json").is_file():  # npm ci writes it last
+        return f"{NODE_MODULES} is missing or partial: run `make interop` (npm ci there)"
     return None
 
 
