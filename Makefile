@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint demo sim bench clean tools
+.PHONY: test lint demo sim bench clean tools interop
 
 # Standard third-party clients the tests use to prove the twins speak the ICD to code
 # that is not ours: asyncua's uals/uaread come with the venv; mbpoll (libmodbus) comes
@@ -20,6 +20,21 @@ tools:
 	    echo "warning: could not install mbpoll; its tests will skip"; \
 	  else echo "note: mbpoll not installed and not root; its tests will skip"; fi; }
 
+# node-opcua, pinned in tests/interop/package-lock.json, for the OPC UA interoperability
+# tests (a shuttle and a client on another stack, written from the ICD alone). Installed
+# with `npm ci` when npm is there (about 70 MB, ~11 s from an empty cache); otherwise those
+# tests skip and say so. npm writes node_modules/.package-lock.json last: our stamp.
+INTEROP := tests/interop
+
+interop:
+	@if command -v npm >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory $(INTEROP)/node_modules/.package-lock.json || \
+	  echo "warning: npm ci failed in $(INTEROP); its tests will skip"; \
+	else echo "note: npm not installed; the OPC UA interoperability tests will skip"; fi
+
+$(INTEROP)/node_modules/.package-lock.json: $(INTEROP)/package.json $(INTEROP)/package-lock.json
+	cd $(INTEROP) && npm ci --no-audit --no-fund --loglevel=error
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -31,7 +46,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
-test: lint tools
+test: lint tools interop
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
@@ -46,4 +61,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.recipes
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $(INTEROP)/node_modules
