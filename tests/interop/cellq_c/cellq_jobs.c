@@ -259,11 +259,12 @@ static void check_time_scale(void)
          "answers%s", got);
     put_f32(v, 0.001f);
     rc = wr(HR_SCALE, 2, v);
-    int rc2 = wr(HR_SCALE, 2, initial_scale);
+    put_f32(v, 3600.0f);
+    int rc2 = wr(HR_SCALE, 2, v);
     rd_hr(HR_SCALE, 2, r);
-    rule(rc == 0 && rc2 == 0 && f32(r) == f32(initial_scale), "4 twin",
-         "a time scale in range (0.001, then the initial one) is accepted and reads back",
-         "answers %d %d", rc, rc2);
+    rule(rc == 0 && rc2 == 0 && f32(r) == 3600.0f, "4 twin",
+         "a time scale in range (0.001, then 3600) is accepted and reads back", "answers %d %d",
+         rc, rc2);
 }
 
 /* ------------------------------------------------------------------ known samples */
@@ -377,8 +378,46 @@ static void check_fault_running(void)
         cleanup(slot[i], seq[i]);
 }
 
+/* ------------------------------------------------------------------ open points */
+/* What the ICD leaves open: reported as NOTE lines, never as a verdict. */
+static void probe_open_points(void)
+{
+    int s = free_slot(), b = BASE + SPAN * s;
+    uint16_t r[12];
+    if (s < 0)
+        return;
+    command(s, 0, CELL_COUNT, "KEPT1", SUBMIT); /* refused: JobSeq 0 */
+    rd_hr(b, 12, r);
+    note("2 submit", "after a refused one-request submit the slot's holding registers %s",
+         all_zero(r, 11) ? "read 0 (the request had no effect)"
+                         : "keep what it wrote (panel, SampleId)");
+    uint16_t zero[12] = {0};
+    wr(b, 12, zero);
+    uint16_t v[3] = {0x4142, 0, 0};
+    int rc = wr(b + 10, 3, v);
+    note("2 1.1 whole", "a write of b+10..12 (part of the SampleId and an unnamed offset) "
+                        "answers %d (02 first, or 03 first?)", rc);
+    wr(b, 12, zero);
+    const uint8_t read126[] = {0x04, 0x00, 0x00, 0x00, 126};
+    int rc1 = raw_request(read126, sizeof read126, 1, 5.0);
+    note("2 1.1 counts", "a read of 126 input registers from 0 (also outside the map) "
+                         "answers %d (03 first, or 02 first?)", rc1);
+    uint16_t fault[2] = {0, 1};
+    rc = wr(HR_FAULT, 2, fault);
+    uint16_t st[2] = {0, 0};
+    rd_ir(0, 2, st);
+    note("4 twin", "HR 900 = 0, HR 901 = 1 (a fault without a code) answers %d, state %u",
+         rc, st[0]);
+    set_fault(0, 0);
+}
+
 void check_jobs(int draw_via_904)
 {
+    /* process time fast enough that a 30 min panel is done within the hang guard, slow
+       enough that a 7-day sterility job runs for minutes (main restores the scale) */
+    uint16_t fast[2];
+    put_f32(fast, 3600.0f);
+    wr(HR_SCALE, 2, fast);
     check_submit_refusals();
     check_never_drawn();
     check_fault_order();
@@ -398,4 +437,5 @@ void check_jobs(int draw_via_904)
     else
         skip("2 faults", "4 jobs at once; a fault fails running jobs, queued wait",
              "needs 5 drawn samples");
+    probe_open_points();
 }
