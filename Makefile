@@ -7,8 +7,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: test lint demo sim bench clean tools interop
 
 # Standard third-party clients the tests use to prove the twins speak the ICD to code
-# that is not ours: asyncua's uals/uaread come with the venv; mbpoll (libmodbus) comes
-# from Debian. Installed when the machine lets us (root with apt-get); otherwise its
+# that is not ours: asyncua's uals/uaread come with the venv; mbpoll (libmodbus) and
+# libmodbus-dev (for the C programs of tests/interop/cellq_c, built here) come from Debian. Installed when the machine lets us (root with apt-get); otherwise its
 # tests skip and say so.
 tools:
 	@command -v mbpoll >/dev/null 2>&1 || { \
@@ -19,6 +19,17 @@ tools:
 	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mbpoll >/dev/null 2>&1; } || \
 	    echo "warning: could not install mbpoll; its tests will skip"; \
 	  else echo "note: mbpoll not installed and not root; its tests will skip"; fi; }
+	@# libmodbus-dev: the C analyzer and client check of tests/interop/cellq_c
+	@test -e /usr/include/modbus/modbus.h || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing libmodbus-dev (Debian) for the C interoperability tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmodbus-dev >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmodbus-dev >/dev/null 2>&1; } || \
+	    echo "warning: could not install libmodbus-dev; its tests will skip"; \
+	  else echo "note: libmodbus-dev not installed and not root; its tests will skip"; fi; }
+	@if test -e /usr/include/modbus/modbus.h && command -v cc >/dev/null 2>&1; then \
+	  $(MAKE) -s -C tests/interop/cellq_c; fi
 
 # node-opcua, pinned in tests/interop/package-lock.json, for the OPC UA interoperability
 # tests (a shuttle and a client on another stack, written from the ICD alone). Installed
