@@ -8,8 +8,9 @@ STAMP  := $(VENV)/.installed
 
 # Standard third-party clients the tests use to prove the twins speak the ICD to code
 # that is not ours: asyncua's uals/uaread come with the venv; mbpoll (libmodbus) and
-# libmodbus-dev (for the C programs of tests/interop/cellq_c, built here) come from Debian. Installed when the machine lets us (root with apt-get); otherwise its
-# tests skip and say so.
+# libmodbus-dev (for the C programs of tests/interop/cellq_c, built here) come from
+# Debian. Installed when the machine lets us (root with apt-get); otherwise their tests
+# skip and say so.
 tools:
 	@command -v mbpoll >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -17,7 +17,7 @@ The rules, on both wires (ICD 1.1)::
 
 TCP: every connection has a buffer and a worker (owned by the server's TaskOwner) that
 handles its requests one at a time and writes the answers in order. A header that
-cannot be a Modbus/TCP header (protocol id not 0, length under 2 or over 254) makes the
+cannot be a Modbus/TCP header (protocol id not 0, length under 2 or over 262) makes the
 server answer the requests before it and close the connection; the client reconnects.
 So does a frame left incomplete for ``frame_timeout`` (1 s): bytes that look like the
 start of a long frame must not leave the connection silent.
@@ -56,7 +56,10 @@ log = structlog.get_logger("cellfab.sim.modbus")
 MAX_QUEUED: Final = 32  # requests waiting per connection before reading pauses
 FRAME_TIMEOUT: Final = 1.0  # wall seconds an incomplete TCP frame may wait for its rest
 _MBAP: Final = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
-_MAX_PDU: Final = 253
+# The longest MBAP length field taken as a frame: a write-multiple of up to 127
+# registers (its byte count's limit), one more than Modbus allows, so that "a write of
+# more than 123 registers answers 03" (ICD 1.1) holds for every count a frame can carry.
+_MAX_MBAP_LENGTH: Final = 1 + 6 + 255
 _RTU_MAX: Final = 256  # bytes of the longest RTU frame
 _MIN_GAP: Final = 0.02
 
@@ -270,7 +273,7 @@ class _TcpConnection(asyncio.Protocol):
         self.buffer += data
         while len(self.buffer) >= _MBAP.size:
             _tid, pid, length, unit = _MBAP.unpack_from(self.buffer)
-            if pid != 0 or not 2 <= length <= _MAX_PDU + 1:
+            if pid != 0 or not 2 <= length <= _MAX_MBAP_LENGTH:
                 self._unparsable(f"header with protocol id {pid}, length {length}")
                 return
             end = 6 + length

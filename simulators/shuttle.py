@@ -74,7 +74,12 @@ from simulators.shuttle_model import (
 from simulators.shuttle_model import (
     Path as VarPath,
 )
-from simulators.uaserver import TwinPermissions, TwinUsers, report_queue_overflow
+from simulators.uaserver import (
+    TwinPermissions,
+    TwinUsers,
+    check_writes,
+    report_queue_overflow,
+)
 from simulators.world import PROCESS_VALUE_NAMES, World
 
 __all__ = ["DEFAULT_CAPABILITIES", "PROCESS_VALUE_NAMES", "ShuttleTwin", "default_capabilities"]
@@ -395,6 +400,7 @@ class ShuttleTwin:
         aspace.set_attribute_value_setter(
             scale.nodeid, ua.AttributeIds.Value, self._time_scale_setter
         )
+        check_writes(server, {scale.nodeid: _time_scale_refusal})
         started = await twin.add_variable(
             ua.NodeId("Twin.StartedPrograms", tns),
             ua.QualifiedName(BN.STARTED_PROGRAMS, tns),
@@ -406,13 +412,8 @@ class ShuttleTwin:
         )
 
     def _time_scale_setter(self, node: Any, attr: ua.AttributeIds, value: ua.DataValue) -> None:
-        raw = value.Value.Value if value.Value is not None else None
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise ServiceError(ua.StatusCodes.BadTypeMismatch)
-        lo, hi = icd.TWIN_TIME_SCALE
-        if not lo <= raw <= hi:  # NaN compares False: out of range too
-            raise ServiceError(ua.StatusCodes.BadOutOfRange)
-        self.clock.scale = float(raw)
+        # checked before it gets here (_time_scale_refusal, per write: see check_writes)
+        self.clock.scale = float(value.Value.Value)
         node.attributes[attr].value = value
 
     def _started_programs(self, _node: ua.NodeId, _attr: ua.AttributeIds) -> ua.DataValue:
@@ -528,3 +529,14 @@ def _arg(name: str, vtype: ua.VariantType) -> ua.Argument:
     arg.DataType = ua.NodeId(vtype.value)
     arg.ValueRank = ua.ValueRank.Scalar
     return arg
+
+
+def _time_scale_refusal(value: ua.DataValue) -> ua.StatusCode | None:
+    """ICD section 4: TimeScale is a Double within 0.001..1e7, else BadOutOfRange."""
+    raw = value.Value.Value if value.Value is not None else None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
+    lo, hi = icd.TWIN_TIME_SCALE
+    if not lo <= raw <= hi:  # NaN compares False: out of range too
+        return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+    return None

@@ -1,7 +1,7 @@
 """What the shuttle twin needs from asyncua's server beyond its defaults (asyncua 2.1.0,
 pinned exactly; the hooks below reach into its internals on purpose).
 
-Owns two things:
+Owns three things:
 
 * write protection (ICD 1.1 section 4: "no client may add or delete nodes or write any
   other variable, whatever identity it presents"). asyncua's default user manager makes
@@ -18,11 +18,16 @@ Owns two things:
   so a client knows changes were lost. Every subscription the server creates gets an
   enqueue that does so (DiscardOldest; asyncua ignores DiscardOldest=False, and so do
   the twins: ICD clients ask for DiscardOldest).
+* ``check_writes(server, checks)``: a write that a check refuses gets its status code in
+  its own place of the Write response (OPC UA Part 4, 5.10.4: one StatusCode per
+  WriteValue). asyncua only lets a value setter raise, which fails the whole service
+  request instead; a third-party client (tests/interop) saw the difference.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Final
 
 from asyncua import Server, ua
@@ -100,3 +105,29 @@ def report_queue_overflow(server: Server) -> None:
         return result
 
     service.create_subscription = create_subscription  # type: ignore[method-assign]
+
+
+WriteCheck = Callable[[ua.DataValue], "ua.StatusCode | None"]
+
+
+def check_writes(server: Server, checks: dict[ua.NodeId, WriteCheck]) -> None:
+    """Run ``checks[node](value)`` before a Value write to ``node``; a status code it
+    returns answers that write alone, and nothing is written."""
+    service = server.iserver.attribute_service
+    write = service.write
+
+    async def checked_write(params: ua.WriteParameters, user: Any = None) -> list[ua.StatusCode]:
+        results: list[ua.StatusCode | None] = []
+        passed: list[ua.WriteValue] = []
+        for wv in params.NodesToWrite:
+            check = checks.get(wv.NodeId) if wv.AttributeId == ua.AttributeIds.Value else None
+            refused = check(wv.Value) if check is not None else None
+            results.append(refused)
+            if refused is None:
+                passed.append(wv)
+        done = iter(
+            await write(ua.WriteParameters(NodesToWrite=passed), user=user) if passed else []
+        )
+        return [r if r is not None else next(done) for r in results]
+
+    service.write = checked_write

@@ -16,24 +16,12 @@ import re
 import subprocess
 import sys
 
-import pytest
 from asyncua import Client, ua
 
-from drivers import icd
 from tests.interop.interop_support import ROOT, child_env
 from tests.support import HANG_GUARD
 
 SUITE_GUARD = 20 * HANG_GUARD  # the whole conformance suite; a hang guard only
-
-# conformance tests that fail against a correct 1.1 instrument while the suite and the
-# driver are still 1.0 (issue #7): strict once the driver knows GetResult "Stopped"
-PENDING_SUITE_1_1 = {
-    "test_hold_unhold_stop_and_results_with_and_without_unit": "driver rejects Status Stopped",
-    # SHORT is a sample with sample_id "S1": the second test using it is refused (1.1)
-    "test_short_program_completes_with_the_icd_outputs": "suite re-uses sample_id S1",
-    "test_each_events_call_is_an_independent_subscriber": "suite re-uses sample_id S1",
-}
-SUITE_IS_1_1 = "Stopped" in {s.value for s in icd.ResultStatus}
 
 
 def _counts(summary: str) -> dict[str, int]:
@@ -80,11 +68,5 @@ def test_conformance_suite_passes_against_the_node_opcua_shuttle(node_shuttle: s
     )
     assert sessions - sessions_before > 1, "the suite never opened a session on the node shuttle"
     assert counts.get("passed", 0) > 0 and counts.get("error", 0) == 0, summary
-    failed = re.findall(r"^FAILED \S+::(\w+)", run.stdout, re.MULTILINE)
-    assert len(failed) == counts.get("failed", 0), summary
-    if not failed:
-        assert run.returncode == 0, f"{summary}\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}"
-        return
-    unexpected = [t for t in failed if t not in PENDING_SUITE_1_1 or SUITE_IS_1_1]
-    assert not unexpected, f"{summary}\n{run.stdout[-8000:]}\n{run.stderr[-2000:]}"
-    pytest.xfail(f"suite still 1.0 (issue #7): {[PENDING_SUITE_1_1[t] for t in failed]}")
+    assert counts.get("failed", 0) == 0, f"{summary}\n{run.stdout[-8000:]}\n{run.stderr[-2000:]}"
+    assert run.returncode == 0, f"{summary}\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}"

@@ -3,11 +3,7 @@
 ``tests/interop/check_twin.js`` is written on node-opcua's client from the ICD 1.1 text
 alone (clean room). It starts ``cellfab sim --security none --shuttle-port 0 ...`` itself,
 reads the endpoint it prints, and checks the rules of ICD sections 1 and 4 one by one,
-printing PASS/FAIL per rule with its section.
-
-Until the twin offers the 1.1 twin control ``Twin/StartedPrograms``, the rules in
-``PENDING_TWIN_1_1`` (all 1.1 changes) are expected to fail and make this test xfail;
-any other failure fails it. Once the twin has StartedPrograms, every rule must pass.
+printing PASS/FAIL per rule with its section. Every rule must pass.
 """
 
 from __future__ import annotations
@@ -23,17 +19,6 @@ from tests.interop.interop_support import INTEROP, ROOT, child_env
 from tests.support import HANG_GUARD
 
 CHECK_GUARD = 20 * HANG_GUARD  # the whole check; a hang guard only
-
-# rule texts (prefixes) that wait for the twin's ICD 1.1 changes (issue #7)
-PENDING_TWIN_1_1 = {
-    "twin controls: methods' argument DataTypes": "Twin/StartedPrograms",
-    "a sample_id used before on this shuttle": "SampleIds unique per shuttle",
-    "Stop: Running|Held -> Complete, GetResult Stopped": "GetResult Stopped",
-    "InsertCartridge: malformed or used id": "twin argument ranges (BadOutOfRange)",
-    "TimeScale: writable Double within 0.001..1e7": "TimeScale range, per-operation status",
-    "write protection:": "Twin/StartedPrograms (its write is checked last)",
-    "StartedPrograms: one object per program": "Twin/StartedPrograms",
-}
 
 
 def _cellfab() -> Path:
@@ -65,11 +50,4 @@ def test_cellfab_sim_passes_a_third_party_client_check(
     fails = re.findall(r"^FAIL §[^:]+: (.*)$", out, re.MULTILINE)
     assert len(fails) == failed and passed > 0
     assert run.returncode == (1 if failed else 0)
-    if not fails:
-        return
-    twin_is_1_1 = "twin controls: StartedPrograms present" in out
-    pending = [f for f in fails if any(f.startswith(p) for p in PENDING_TWIN_1_1)]
-    unexpected = [f for f in fails if f not in pending]
-    assert not unexpected, f"rules failed: {unexpected}"
-    assert not twin_is_1_1, f"the twin has StartedPrograms (1.1) but these fail: {pending}"
-    pytest.xfail(f"{len(pending)} ICD 1.1 rules wait for the twin's 1.1 changes: {pending}")
+    assert not fails, f"rules failed: {fails}"

@@ -232,6 +232,23 @@ async def test_time_scale_range(hostile: ShuttleClient, scale: float) -> None:
         await node.write_value(ua.Variant(SCALE, D))
 
 
+async def test_an_out_of_range_time_scale_is_refused_in_its_own_place_of_the_write(
+    hostile: ShuttleClient,
+) -> None:
+    """OPC UA Part 4, 5.10.4: one StatusCode per WriteValue; the service itself is Good
+    (a third-party client on another stack got a failed service request instead)."""
+    node = await hostile.twin_node("TimeScale")
+    params = ua.WriteParameters()
+    for value in (0.0, SCALE):
+        wv = ua.WriteValue()
+        wv.NodeId, wv.AttributeId = node.nodeid, ua.AttributeIds.Value
+        wv.Value = ua.DataValue(ua.Variant(value, D))
+        params.NodesToWrite.append(wv)
+    results = await node.session.write(params)
+    assert [_name(r.value) for r in results] == ["BadOutOfRange", "Good"]
+    assert await node.read_value() == SCALE
+
+
 # ------------------------------------------------------------------ strict JSON
 @pytest.mark.parametrize("viability", [0.0, 100.0])
 async def test_extreme_cartridges_give_strict_json_outputs(
