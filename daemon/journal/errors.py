@@ -24,6 +24,7 @@ __all__ = [
     "JournalNotFound",
     "JournalTooNew",
     "JournalWriteError",
+    "TransactionRefused",
     "sqlite_said",
 ]
 
@@ -113,3 +114,9 @@ class JournalWriteError(JournalError):
 
 class JournalClosed(JournalError):
     """The Journal was closed; nothing more can be appended or read through it."""
+
+
+class TransactionRefused(Exception):
+    """Raised by an append's ``then`` (in the writer thread) to refuse that append: its
+    records and changes are rolled back, the others of its group commit, and the caller's
+    future raises this exception (or the subclass it was)."""

@@ -14,6 +14,22 @@ Version 1::
 and ``PRAGMA application_id`` = ``APPLICATION_ID`` in the file header, so a foreign
 SQLite file is recognised before anything is read from it.
 
+Version 2 (the control plane, issue #11; decisions 0080-0084) adds::
+
+    users(id INTEGER PRIMARY KEY AUTOINCREMENT,  ids never reused (AUTOINCREMENT), never
+          name UNIQUE, full_name, roles JSON,    deleted (a trigger refuses DELETE):
+          password (argon2), enabled, failed,    disabled instead
+          locked, created_at, changed_at)
+    tokens(digest PRIMARY KEY, user_id,          sha256 of a sign-in token; expiry and
+           issued_at, expires_at, revoked_at)    revocation
+    audit(seq INTEGER PRIMARY KEY, at, actor,    the hash-chained audit trail
+          action, object_type, object_id,        (daemon.audit.chain owns its one INSERT);
+          batch_id, body, prev, hash)            triggers refuse UPDATE and DELETE
+    recipe_lifecycle(seq INTEGER PRIMARY KEY,    submitted / approved / retired, by hash:
+          recipe_hash, recipe_name,              append-only like audit
+          recipe_version, status, user_id,
+          user_name, at, reason, recipe_text)
+
 Migrations: ``MIGRATIONS[i]`` takes a journal from version ``i + 1`` to ``i + 2`` inside
 the caller's transaction; ``migrate`` runs the ones a file needs, in order, and writes
 the new version into ``meta`` after each. A new journal is made by the same path
@@ -66,9 +82,76 @@ def _create_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX records_batch_id ON records (batch_id)")
 
 
-# MIGRATIONS[i] takes version i + 1 to i + 2. Append only; the control-plane issue adds
-# version 2 (the audit trail's tables).
-MIGRATIONS: tuple[Migration, ...] = ()
+def _append_only(conn: sqlite3.Connection, table: str, what: str) -> None:
+    for verb in ("UPDATE", "DELETE"):
+        conn.execute(
+            f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{what} are append-only: no {verb}'); END"
+        )
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """Users, sign-in tokens, the audit trail and the recipe lifecycle (issue #11)."""
+    conn.execute(
+        "CREATE TABLE users ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " name TEXT NOT NULL UNIQUE,"
+        " full_name TEXT NOT NULL,"
+        " roles TEXT NOT NULL,"
+        " password TEXT NOT NULL,"
+        " enabled INTEGER NOT NULL,"
+        " failed INTEGER NOT NULL DEFAULT 0,"
+        " locked INTEGER NOT NULL DEFAULT 0,"
+        " created_at TEXT NOT NULL,"
+        " changed_at TEXT NOT NULL)"
+    )
+    conn.execute(
+        "CREATE TRIGGER users_no_delete BEFORE DELETE ON users "
+        "BEGIN SELECT RAISE(ABORT, 'users are never deleted: disable them'); END"
+    )
+    conn.execute(
+        "CREATE TABLE tokens ("
+        " digest TEXT PRIMARY KEY NOT NULL,"
+        " user_id INTEGER NOT NULL REFERENCES users (id),"
+        " issued_at REAL NOT NULL,"
+        " expires_at REAL NOT NULL,"
+        " revoked_at REAL)"
+    )
+    conn.execute(
+        "CREATE TABLE audit ("
+        " seq INTEGER PRIMARY KEY,"
+        " at TEXT NOT NULL,"
+        " actor TEXT NOT NULL,"
+        " action TEXT NOT NULL,"
+        " object_type TEXT NOT NULL,"
+        " object_id TEXT NOT NULL,"
+        " batch_id TEXT NOT NULL,"
+        " body TEXT NOT NULL,"
+        " prev TEXT NOT NULL,"
+        " hash TEXT NOT NULL)"
+    )
+    conn.execute("CREATE INDEX audit_batch_id ON audit (batch_id)")
+    conn.execute("CREATE INDEX audit_object ON audit (object_type, object_id)")
+    _append_only(conn, "audit", "audit rows")
+    conn.execute(
+        "CREATE TABLE recipe_lifecycle ("
+        " seq INTEGER PRIMARY KEY,"
+        " recipe_hash TEXT NOT NULL,"
+        " recipe_name TEXT NOT NULL,"
+        " recipe_version TEXT NOT NULL,"
+        " status TEXT NOT NULL,"
+        " user_id INTEGER NOT NULL,"
+        " user_name TEXT NOT NULL,"
+        " at TEXT NOT NULL,"
+        " reason TEXT NOT NULL,"
+        " recipe_text TEXT NOT NULL)"
+    )
+    conn.execute("CREATE INDEX recipe_lifecycle_hash ON recipe_lifecycle (recipe_hash)")
+    _append_only(conn, "recipe_lifecycle", "recipe lifecycle rows")
+
+
+# MIGRATIONS[i] takes version i + 1 to i + 2. Append only.
+MIGRATIONS: tuple[Migration, ...] = (_v1_to_v2,)
 
 
 def known_version() -> int:

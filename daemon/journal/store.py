@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import structlog
 
@@ -51,7 +52,7 @@ from daemon.journal.errors import (
 )
 from daemon.journal.lock import JournalLock
 from daemon.journal.records import Record, encode
-from daemon.journal.writer import DEFAULT_MAX_GROUP, JournalStats, Row, Writer
+from daemon.journal.writer import DEFAULT_MAX_GROUP, JournalStats, Row, Then, Writer
 
 __all__ = ["DEFAULT_PATH", "Journal"]
 
@@ -120,20 +121,29 @@ class Journal:
         return cls(info, lock, writer)
 
     # ------------------------------------------------------------------ writing
-    def append(self, *records: Record) -> asyncio.Future[list[int]]:
+    def append(self, *records: Record, then: Then | None = None) -> asyncio.Future[list[int]]:
         """Queue ``records`` as one atomic append; await the result for their seqs,
-        available once they are durably committed. Raises ``RecordError`` (nothing
-        queued) for a record that cannot be encoded, ``JournalWriteError`` after a writer
-        failure, ``JournalClosed`` after close."""
+        available once they are durably committed. ``then(conn, seqs)`` runs in the
+        writer thread in the same transaction (the audit rows that go with the records,
+        ``daemon.audit``). Raises ``RecordError`` (nothing queued) for a record that
+        cannot be encoded, ``JournalWriteError`` after a writer failure,
+        ``JournalClosed`` after close; the future raises ``TransactionRefused`` when
+        ``then`` refused (nothing of this append is written)."""
         rows: list[Row] = []
         for record in records:
             type_name, body = encode(record)
             rows.append((record.batch_id, type_name, record.at, body))
-        if not rows:
+        if not rows and then is None:
             done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
             done.set_result([])
             return done
-        return self._writer.submit(rows)
+        return self._writer.submit(rows, then)
+
+    def transact(self, then: Then) -> asyncio.Future[Any]:
+        """Run ``then(conn, [])`` in the writer thread in a transaction of its own group
+        commit, without records (a user change and its audit row); the future gets its
+        value once committed, or raises the ``TransactionRefused`` it raised."""
+        return self._writer.submit([], then, answer_then=True)
 
     @property
     def last_seq(self) -> int:

@@ -13,8 +13,14 @@ Guarantees:
 * atomicity: an append is never split across transactions (a group is cut before an
   append that would make it exceed ``max_group`` records; a larger append goes alone);
 * durability: a future resolves only after COMMIT returned under ``synchronous=FULL``;
-* failure is loud: an exception in the writer (disk full, I/O error, a bug) fails the
-  group in flight and every queued and later append with ``JournalWriteError`` naming
+* more than records: an append may carry ``then``, a function the writer thread runs
+  on its connection inside the same transaction, after the append's records are inserted
+  and given their seqs (the audit trail's rows, a user change: they commit with the
+  records or not at all). ``then`` may refuse by raising ``TransactionRefused``: only its
+  own append is rolled back (a savepoint) and the refusal goes to its future; the rest of
+  the group commits;
+* failure is loud: any other exception in the writer (disk full, I/O error, a bug) fails
+  the group in flight and every queued and later append with ``JournalWriteError`` naming
   the cause, is logged, and stops the writer. It never retries: after a failed fsync
   the kernel may have dropped the dirty pages, so a retry could report success falsely.
 
@@ -34,21 +40,25 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
-from daemon.journal.errors import JournalClosed, JournalWriteError
+from daemon.journal.errors import JournalClosed, JournalWriteError, TransactionRefused
 
-__all__ = ["DEFAULT_MAX_GROUP", "JournalStats", "Row", "Writer"]
+__all__ = ["DEFAULT_MAX_GROUP", "JournalStats", "Row", "Then", "Writer"]
 
 log = structlog.get_logger("cellfab.journal")
 
 DEFAULT_MAX_GROUP: Final = 4096  # records per transaction, at most (bounds one commit)
 Row = tuple[str, str, float, str]  # batch_id, type name, at, body
 INSERT: Final = "INSERT INTO records (seq, batch_id, type, at, body) VALUES (?, ?, ?, ?, ?)"
+# runs in the writer thread inside the append's transaction: (connection, the append's
+# record seqs) -> a value for the caller; raises TransactionRefused to refuse
+Then = Callable[[sqlite3.Connection, list[int]], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +84,10 @@ class JournalStats:
 @dataclass(slots=True)
 class _Pending:
     rows: list[Row]
-    future: asyncio.Future[list[int]]
+    future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    then: Then | None = None
+    answer_then: bool = False  # the future gets then's value, not the seqs
 
 
 class Writer:
@@ -112,17 +124,20 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, rows: list[Row]) -> asyncio.Future[list[int]]:
-        """Queue one append (its records' rows); the future gets their seqs once they
-        are committed. Call from a running event loop."""
+    def submit(
+        self, rows: list[Row], then: Then | None = None, *, answer_then: bool = False
+    ) -> asyncio.Future[Any]:
+        """Queue one append (its records' rows, and ``then``); the future gets their seqs
+        (or ``then``'s value when ``answer_then``) once they are committed. Call from a
+        running event loop."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[int]] = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         with self._gate:
             if self._cause is not None:
                 raise JournalWriteError(self._path, self._cause)
             if self._stopping:
                 raise JournalClosed(self._path, "closed", "Open it again to append")
-            self._queue.put(_Pending(rows, future, loop))
+            self._queue.put(_Pending(rows, future, loop, then, answer_then))
         return future
 
     def stop(self) -> None:
@@ -146,9 +161,9 @@ class Writer:
                 if item is None:
                     return
                 group, carry, stop = self._gather(item)
-                seqs = self._commit(group)
+                outcomes = self._commit(group)
                 done, group = group, []  # committed: from here on never failed
-                _settle([(p, s) for p, s in zip(done, seqs, strict=True)])
+                _settle(list(zip(done, outcomes, strict=True)))
                 if stop:
                     return
         except BaseException as exc:
@@ -175,19 +190,16 @@ class Writer:
             count += len(item.rows)
         return group, None, False
 
-    def _commit(self, group: list[_Pending]) -> list[list[int]]:
+    def _commit(self, group: list[_Pending]) -> list[Any]:
         start = time.perf_counter()
-        first = seq = self._next
-        params: list[tuple[int, str, str, float, str]] = []
-        seqs: list[list[int]] = []
-        for pending in group:
-            seqs.append(list(range(seq, seq + len(pending.rows))))
-            for row in pending.rows:
-                params.append((seq, *row))
-                seq += 1
+        first = self._next
+        outcomes: list[Any] = []
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._conn.executemany(INSERT, params)
+            seq = first
+            for pending in group:
+                outcome, seq = self._one(pending, seq)
+                outcomes.append(outcome)
             self._conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -205,7 +217,26 @@ class Writer:
             commit_seconds_max=max(s.commit_seconds_max, took),
             records_max=max(s.records_max, seq - first),
         )
-        return seqs
+        return outcomes
+
+    def _one(self, pending: _Pending, seq: int) -> tuple[Any, int]:
+        """Insert one append's records from ``seq`` on and run its ``then``; returns its
+        outcome and the next free seq. A refusal of ``then`` rolls back this append only."""
+        seqs = list(range(seq, seq + len(pending.rows)))
+        params = [(s, *row) for s, row in zip(seqs, pending.rows, strict=True)]
+        if pending.then is None:
+            self._conn.executemany(INSERT, params)
+            return seqs, seq + len(seqs)
+        self._conn.execute("SAVEPOINT pending")
+        try:
+            self._conn.executemany(INSERT, params)
+            value = pending.then(self._conn, seqs)
+        except TransactionRefused as refused:
+            self._conn.execute("ROLLBACK TO pending")
+            self._conn.execute("RELEASE pending")
+            return refused, seq
+        self._conn.execute("RELEASE pending")
+        return (value if pending.answer_then else seqs), seq + len(seqs)
 
     def _fail(self, exc: BaseException, in_flight: list[_Pending]) -> None:
         log.error(
@@ -228,9 +259,10 @@ class Writer:
         _settle([(p, JournalWriteError(self._path, exc)) for p in pending])
 
 
-def _settle(outcomes: list[tuple[_Pending, list[int] | BaseException]]) -> None:
-    """Resolve futures on their own loops: one wake-up per loop, not one per append."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], object]]]
+def _settle(outcomes: list[tuple[_Pending, Any]]) -> None:
+    """Resolve futures on their own loops: one wake-up per loop, not one per append. An
+    outcome that is an exception (a refusal, a failure) is raised by the future."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]]
     by_loop = defaultdict(list)
     for pending, outcome in outcomes:
         by_loop[pending.loop].append((pending.future, outcome))
@@ -239,11 +271,11 @@ def _settle(outcomes: list[tuple[_Pending, list[int] | BaseException]]) -> None:
             loop.call_soon_threadsafe(_resolve, items)
 
 
-def _resolve(items: list[tuple[asyncio.Future[list[int]], object]]) -> None:
+def _resolve(items: list[tuple[asyncio.Future[Any], object]]) -> None:
     for future, outcome in items:
         if future.done():  # the awaiting task was cancelled; the records stay committed
             continue
         if isinstance(outcome, BaseException):
             future.set_exception(outcome)
         else:
-            future.set_result(outcome)  # type: ignore[arg-type]
+            future.set_result(outcome)

@@ -32,10 +32,10 @@ def _backups(folder: Path, version: int) -> list[Path]:
     return sorted(p for p in found if not p.name.endswith(files.SIDE_FILES))
 
 
-def add_audit(conn: sqlite3.Connection) -> None:
-    """The test-only v1 -> v2: a new table and data derived from the records."""
-    conn.execute("CREATE TABLE audit (seq INTEGER PRIMARY KEY, what TEXT NOT NULL)")
-    conn.execute("INSERT INTO audit (seq, what) SELECT seq, type FROM records")
+def add_notes(conn: sqlite3.Connection) -> None:
+    """A test-only next version: a new table and data derived from the records."""
+    conn.execute("CREATE TABLE notes (seq INTEGER PRIMARY KEY, what TEXT NOT NULL)")
+    conn.execute("INSERT INTO notes (seq, what) SELECT seq, type FROM records")
 
 
 def test_every_schema_version_has_its_fixture() -> None:
@@ -68,14 +68,14 @@ async def test_a_registered_next_version_migrates_the_v1_fixture_after_a_backup(
 ) -> None:
     path = copy_journal(fixture_path(1), tmp_path)
     real = schema.MIGRATIONS
-    monkeypatch.setattr(schema, "MIGRATIONS", (*real, add_audit))
+    monkeypatch.setattr(schema, "MIGRATIONS", (*real, add_notes))
     assert schema.known_version() == len(real) + 2
     async with Journal.open(path) as journal:
         assert journal.schema_version == schema.known_version()
         assert [rec for _, rec in journal.read()] == EXPECTED
-    assert "audit" in _tables(path)
+    assert "notes" in _tables(path)
     [backup] = _backups(tmp_path, 1)
-    assert digest(backup) is not None and "audit" not in _tables(backup)
+    assert digest(backup) is not None and "notes" not in _tables(backup)
     assert files.examine(backup).schema_version == 1  # the copy from before, whole
     assert list(files.read_records(backup)) == list(files.read_records(path))
     async with Journal.open(path):  # already current: no second migration, no backup
@@ -97,7 +97,7 @@ async def test_a_failing_migration_rolls_back_and_keeps_the_backup(
         conn.execute("CREATE TABLE half_done (x)")
         conn.execute("INSERT INTO no_such_table VALUES (1)")
 
-    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, add_audit, broken))
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, add_notes, broken))
     with pytest.raises(JournalMigrationError) as failed:
         Journal.open(path)
     message = str(failed.value)
@@ -105,8 +105,8 @@ async def test_a_failing_migration_rolls_back_and_keeps_the_backup(
     [backup] = _backups(tmp_path, 1)
     assert str(backup) in message
     monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:-2])
-    assert files.examine(path).schema_version == 1  # neither v2 nor half of v3 stayed
-    assert not {"audit", "half_done"} & _tables(path)
+    assert files.examine(path).schema_version == 1  # no version and no half of one stayed
+    assert not {"notes", "half_done"} & _tables(path)
     async with Journal.open(path) as journal:  # the lock was released with the failure
         assert [rec for _, rec in journal.read()] == EXPECTED
 
@@ -138,3 +138,36 @@ def test_instance_tags_are_unambiguous_and_avoid_the_taken(monkeypatch: pytest.M
     drawn = iter("AAAAAAB0C")
     monkeypatch.setattr(schema.secrets, "choice", lambda _alphabet: next(drawn))
     assert schema.new_instance_tag({"AAA"}) == "B0C"
+
+
+V2_TABLES = {"users", "tokens", "audit", "recipe_lifecycle"}
+
+
+async def test_the_v1_fixture_migrates_to_v2_with_the_control_plane_tables(tmp_path: Path) -> None:
+    """v1 -> v2: users, tokens, the audit trail and the recipe lifecycle, empty; the
+    records as they were; audit and lifecycle rows refuse UPDATE and DELETE, users
+    refuse DELETE (ids are never reused: AUTOINCREMENT)."""
+    path = copy_journal(fixture_path(1), tmp_path)
+    assert not V2_TABLES & _tables(path)
+    async with Journal.open(path) as journal:
+        assert journal.schema_version >= 2
+        assert [rec for _, rec in journal.read()] == EXPECTED
+    assert V2_TABLES <= _tables(path)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for table in V2_TABLES:
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+        conn.execute(
+            "INSERT INTO audit (seq, at, actor, action, object_type, object_id, batch_id, "
+            "body, prev, hash) VALUES (1, 't', 'a', 'x', 'o', 'i', '', '{}', 'p', 'h')"
+        )
+        for sql in ("UPDATE audit SET actor = 'b'", "DELETE FROM audit"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute(sql)
+        conn.execute(
+            "INSERT INTO users (name, full_name, roles, password, enabled, created_at, "
+            "changed_at) VALUES ('ann', 'Ann', '[]', 'x', 1, 't', 't')"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="never deleted"):
+            conn.execute("DELETE FROM users")
+        schema_sql = " ".join(r[0] for r in conn.execute("SELECT sql FROM sqlite_master") if r[0])
+        assert "AUTOINCREMENT" in schema_sql
