@@ -27,6 +27,10 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
+from daemon.audit.batches import BatchAuditor
+from daemon.audit.trail import AuditTrail
+from daemon.auth.directory import Directory
+from daemon.auth.passwords import Hasher
 from daemon.batch.engine import Engine
 from daemon.cell import CellView
 from daemon.clock import ProcessClock
@@ -35,6 +39,7 @@ from daemon.config.model import Site
 from daemon.events import EventBus
 from daemon.journal.store import Journal
 from daemon.library import Library, scan
+from daemon.lifecycle import RecipeLifecycle
 
 log = structlog.get_logger("cellfab.daemon")
 
@@ -50,6 +55,10 @@ class Daemon:
     cell: CellView
     clock: ProcessClock
     engine: Engine
+    trail: AuditTrail  # the audit trail (daemon.audit)
+    auditor: BatchAuditor  # the engine's auditor, and QA's release
+    directory: Directory  # users, sign-in, signatures (daemon.auth)
+    lifecycle: RecipeLifecycle  # recipe statuses by hash (daemon.lifecycle)
     api_url: str = ""  # where the API listens once it serves (daemon.api.server)
 
     def library(self) -> Library:
@@ -65,6 +74,19 @@ def build(site: Site, *, journal: Journal | None = None) -> Daemon:
     oos = {s.name: frozenset(s.out_of_service) for s in site.shuttles}
     cell = CellView(instruments.shuttles, instruments.analyzers, out_of_service=oos)
     clock = ProcessClock(site.clock.time_scale)
+    trail = AuditTrail(journal)
+    auditor = BatchAuditor(trail)
+    lifecycle = RecipeLifecycle(trail)
+    lifecycle.load()
+    argon = site.auth.argon2
+    directory = Directory(
+        trail,
+        hasher=Hasher(argon.time_cost, argon.memory_kib, argon.parallelism),
+        token_hours=site.auth.token_hours,
+        publish=bus.publish,
+    )
+    directory.load()
+    auditor.load()
     engine = Engine(
         journal,
         cell,
@@ -72,6 +94,8 @@ def build(site: Site, *, journal: Journal | None = None) -> Daemon:
         bus=bus,
         allow_unapproved=site.policy.allow_unapproved_recipes,
         site_shuttles=tuple(s.name for s in site.shuttles),
+        approval=lifecycle.status,
+        auditor=auditor.then_for,
     )
     if site.policy.allow_unapproved_recipes:
         log.warning(
@@ -79,7 +103,9 @@ def build(site: Site, *, journal: Journal | None = None) -> Daemon:
             "their record",
             site=site.site,
         )
-    return Daemon(site, journal, instruments, bus, cell, clock, engine)
+    return Daemon(
+        site, journal, instruments, bus, cell, clock, engine, trail, auditor, directory, lifecycle
+    )
 
 
 async def serve(
@@ -100,6 +126,8 @@ async def serve(
                 from daemon.api.server import serve_api
 
                 await tg.start(serve_api, daemon)
+            seq, head = daemon.trail.head()
+            log.info("audit_head", seq=seq, hash=head)  # an anchor for cellfab audit verify
             log.info(
                 "ready",
                 site=daemon.site.site,

@@ -1,53 +1,66 @@
-"""Who may do what through the API: the one place a role check belongs.
+"""Who may do what through the API: the one place a role check belongs (decision 0080).
 
 This module owns ``authorize``, a dependency the app puts on every route
 (``FastAPI(dependencies=[Depends(authorize)])``), and ``ACTIONS``, the action each route
-performs (a test holds that every route has one). Today nobody signs in: the principal
-is ``ANONYMOUS`` and every action is allowed, while a request still says who it is in
-its body (``by``, ``role``), which the journal records. The control-plane issue (#11)
-replaces the body of ``authorize``: read the token, find the user's roles, refuse with
-``EngineError(..., status=401 or 403)`` (the error handler names the field), so no route
-changes.
+performs (a test holds that every route has one). ``authorize``:
 
+1. finds the route's action (``ACTIONS``; a route without one, or an action without
+   roles in ``daemon.auth.roles.ACTION_ROLES``, is refused: fail closed, 500 counted);
+2. a public action (sign-in, health) goes on without a user;
+3. reads the bearer token (``Authorization: Bearer ...``) and finds its session in the
+   daemon's ``Directory``: none, unknown, revoked, expired, or a disabled or locked user
+   -> 401 (``WWW-Authenticate: Bearer``);
+4. a user none of whose roles grants the action -> 403 naming the roles needed.
+
+Routes get the signed-in user as ``SignedIn`` (a ``Session``); ``acting_role`` is the
+role the user acts in for an action (recorded in the journal and the audit trail).
 An action is a dotted name; a command's action names the command
 (``batch.command.abort``), because operators and supervisors may issue different ones.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from typing import Annotated, Final
 
-from fastapi import Request
+from fastapi import Depends, Request
+
+from daemon.audit.errors import RequestRefused
+from daemon.auth.directory import Session
+from daemon.auth.roles import PUBLIC, ROLES, SIGNED_IN, allowed, needed
 
 # route name (the endpoint function's name) -> action
 ACTIONS: Final[dict[str, str]] = {
-    "health": "read",
+    "health": "health",
+    "login": "auth.login",
+    "logout": "auth.logout",
+    "whoami": "auth.whoami",
+    "change_password": "auth.password",
     "list_batches": "read",
     "show_batch": "read",
     "batch_records": "read",
+    "batch_signatures": "read",
     "start_batch": "batch.start",
     "command_batch": "batch.command.{command}",
     "confirm_step": "batch.confirm",
+    "release_batch": "batch.release",
     "list_recipes": "read",
     "show_recipe": "read",
     "validate_recipe": "recipe.validate",
+    "submit_recipe": "recipe.submit",
+    "approve_recipe": "recipe.approve",
+    "retire_recipe": "recipe.retire",
     "instruments": "read",
     "queue": "read",
     "events": "read",
+    "audit_rows": "audit.read",
+    "list_users": "user.list",
+    "add_user": "user.add",
+    "disable_user": "user.disable",
+    "enable_user": "user.enable",
+    "unlock_user": "user.unlock",
+    "reset_password": "user.passwd",
+    "set_roles": "user.roles",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a request acts as, and the roles they hold."""
-
-    name: str
-    roles: frozenset[str]
-    authenticated: bool = False
-
-
-ANONYMOUS: Final = Principal("anonymous", frozenset({"operator", "supervisor", "qa"}))
 
 
 def action_of(request: Request) -> str:
@@ -60,9 +73,57 @@ def action_of(request: Request) -> str:
     return template.format(**request.path_params)
 
 
-async def authorize(request: Request) -> Principal:
-    """The principal of ``request`` once it may perform the route's action."""
-    request.state.action = action_of(request)
-    principal = ANONYMOUS  # until sign-in exists (issue #11)
-    request.state.principal = principal
-    return principal
+def bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise RequestRefused("not signed in: cellfab login", "authorization", 401)
+    if scheme.lower() != "bearer" or not token.strip():
+        raise RequestRefused("the Authorization header is not 'Bearer TOKEN'", "authorization", 401)
+    return token.strip()
+
+
+async def authorize(request: Request) -> Session | None:
+    """The session of ``request`` once it may perform the route's action (None for a
+    public action)."""
+    action = action_of(request)
+    request.state.action = action
+    request.state.session = None
+    try:
+        want = needed(action)
+    except KeyError:
+        raise RuntimeError(f"action {action!r} has no roles in ACTION_ROLES") from None
+    if want is PUBLIC:
+        return None
+    session = request.app.state.daemon.directory.authenticate(bearer(request))
+    if not allowed(session.roles, action):
+        holds = ", ".join(sorted(session.roles)) or "no role"
+        raise RequestRefused(
+            f"{action} needs the {' or '.join(_ordered(want))} role ({session.name} holds {holds})",
+            "authorization",
+            403,
+        )
+    request.state.session = session
+    return session
+
+
+def signed_in(request: Request) -> Session:
+    session = getattr(request.state, "session", None)
+    if session is None:  # a public route asked for a user: a bug in the route
+        raise RuntimeError("this route is public and has no signed-in user")
+    return session  # type: ignore[no-any-return]
+
+
+SignedIn = Annotated[Session, Depends(signed_in)]
+
+
+def acting_role(session: Session, action: str) -> str:
+    """The role ``session`` acts in for ``action`` (the first granting role it holds)."""
+    want = needed(action)
+    if want is SIGNED_IN or want is PUBLIC:
+        return ""
+    return next((r for r in _ordered(want) if r in session.roles), "")
+
+
+def _ordered(roles: frozenset[str]) -> list[str]:
+    return [r for r in ROLES if r in roles]

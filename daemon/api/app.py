@@ -1,5 +1,8 @@
 """The FastAPI application of one daemon: routes, error handling, limits, the role check.
 
+Routes: auth (sign-in), users, batches, recipes and their lifecycle, instruments,
+events, audit.
+
 ``create_app(daemon)`` is the only way an app is made: the daemon in ``app.state``,
 the error handlers (``daemon.api.errors``), ``authorize`` on every route
 (``daemon.api.access``), a body limit on every request (``BodyLimit``), and the event
@@ -24,13 +27,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from daemon.api import errors
 from daemon.api.access import authorize
 from daemon.api.events import Streams
-from daemon.api.routes import batches, events, instruments, recipes
+from daemon.api.routes import (
+    audit,
+    auth,
+    batches,
+    events,
+    instruments,
+    recipes,
+    recipes_lifecycle,
+    users,
+)
 from daemon.api.schemas import BODY_MAX, RECIPE_BODY_MAX, ErrorOut
 from daemon.supervisor import Daemon
 
 API_VERSION: Final = "1.0"
-BODY_LIMITS: Final = {"/recipes/validate": RECIPE_BODY_MAX}  # path -> bytes; else BODY_MAX
+BODY_LIMITS: Final = {  # path -> bytes; else BODY_MAX
+    "/recipes/validate": RECIPE_BODY_MAX,
+    "/recipes/submit": RECIPE_BODY_MAX,
+}
 ERRORS: Final[dict[int | str, dict[str, Any]]] = {  # what any route may answer
+    401: {"model": ErrorOut, "description": "Not signed in (no, unknown or expired token)"},
+    403: {"model": ErrorOut, "description": "The user's roles do not grant this action"},
     413: {"model": ErrorOut, "description": "The body is larger than the route accepts"},
     422: {"model": ErrorOut, "description": "A field of the request is invalid"},
     500: {"model": ErrorOut, "description": "A bug (logged; the daemon goes on)"},
@@ -51,7 +68,8 @@ def create_app(daemon: Daemon) -> FastAPI:
     app.state.streams = Streams(daemon.bus)
     errors.install(app)
     app.add_middleware(BodyLimit, default=BODY_MAX, limits=BODY_LIMITS)
-    for module in (batches, recipes, instruments, events):
+    # recipes_lifecycle before recipes: /recipes/submit is not the recipe called "submit"
+    for module in (auth, users, batches, recipes_lifecycle, recipes, instruments, events, audit):
         app.include_router(module.router, responses=ERRORS)
     return app
 

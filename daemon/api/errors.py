@@ -5,6 +5,8 @@ This module owns every error body the API sends: ``ErrorOut``, ``{"error", "fiel
 
 * ``EngineError`` (and ``CommandRefused``, ``UnknownBatch``): its status (409 with the
   ISA-88 table's reason, 404, 403, 422) and its field;
+* ``RequestRefused`` (the control plane: sign-in, roles, signatures, users, recipe
+  lifecycle, release): its status and field; a 401 says ``WWW-Authenticate: Bearer``;
 * ``LookupError`` raised by the recipe library: 404 on ``recipe`` (a ``KeyError`` or
   ``IndexError`` is a bug, not a lookup, and goes to the catch-all);
 * a request that does not validate: 422 naming the first field, every problem listed;
@@ -27,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from daemon.api.schemas import ErrorOut, FieldErrorOut
+from daemon.audit.errors import RequestRefused
 from daemon.batch.engine import EngineError
 
 log = structlog.get_logger("cellfab.api")
@@ -70,6 +73,14 @@ def field_of(loc: Sequence[Any]) -> str:
 async def _engine_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EngineError)
     return error_response(exc.status, str(exc), exc.field)
+
+
+async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestRefused)
+    response = error_response(exc.status, str(exc), exc.field)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 async def _lookup_error(request: Request, exc: Exception) -> JSONResponse:
@@ -128,6 +139,7 @@ def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.state.internal_errors = 0
     app.add_exception_handler(EngineError, _engine_error)
+    app.add_exception_handler(RequestRefused, _refused)
     app.add_exception_handler(LookupError, _lookup_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)

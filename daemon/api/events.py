@@ -50,6 +50,7 @@ KINDS: Final = (
     "analyzer",
     "job",
     "record",
+    "security",  # daemon.auth.security: failed sign-ins, a locked account
 )
 KEEPALIVE: Final = format_sse_event(comment="keep-alive")
 

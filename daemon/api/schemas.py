@@ -7,7 +7,13 @@ collection, so a hostile body is a 422 naming the field before any engine code r
 Responses describe what the daemon holds; ``daemon.api.views`` fills them.
 
 The one error body (decision 0060) is ``ErrorOut``: ``{"error", "field", "detail",
-"errors"}``.
+"errors"}``. The control plane's bodies (sign-in, users, signatures, the audit trail,
+the recipe lifecycle) are in ``daemon.api.schemas_control``.
+
+Who asks is never a body field: it is the signed-in user (``daemon.api.access``). A
+change a person makes carries ``reason`` (required, not blank: 422 naming it; starting
+a new batch is the exception, its reason defaults to the batch's cartridge); one that
+needs an electronic signature carries ``password``, re-entered (decision 0082).
 """
 
 from __future__ import annotations
@@ -38,12 +44,21 @@ RECIPE_BODY_MAX: Final = 4 * RECIPE_TEXT_MAX  # JSON escapes can make the text 4
 BODY_MAX: Final = 64 * 1024  # every other request body
 
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters (they would forge log lines)
-Who = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=NAME_MAX, pattern=_PRINTABLE),
-    Field(description="Who asks (a person's name or user id); recorded in the journal"),
-]
 Text = Annotated[str, StringConstraints(max_length=TEXT_MAX, pattern=_PRINTABLE)]
+Reason = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=TEXT_MAX,
+        pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$",
+    ),
+    Field(description="Why (required, not blank): kept in the journal and the audit trail"),
+]
+Password = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256),
+    Field(description="The signer's password, re-entered for an electronic signature"),
+]
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
 Role = Literal["operator", "supervisor", "qa", "admin"]
 CartridgeId = Annotated[
@@ -122,20 +137,31 @@ class StartIn(_In):
     shuttle: Annotated[str, StringConstraints(max_length=NAME_MAX)] = Field(
         "", description="The shuttle the cartridge will arrive at ('' = any)"
     )
-    by: Who
+    reason: Text = Field("", description="Why ('' = a new batch for its cartridge)")
 
 
 class CommandIn(_In):
-    by: Who
-    role: Role | None = None
-    reason: Text = ""
+    reason: Reason
+    password: Password | None = Field(
+        None, description="Required for stop and abort (an electronic signature)"
+    )
 
 
 class ConfirmIn(_In):
+    """The prompt's role must be one the user holds; a qa prompt needs a signature."""
+
     step: Ident = Field(description="The confirm step being answered (as the prompt names it)")
-    by: Who
-    role: Role
-    note: Text = ""
+    reason: Reason
+    password: Password | None = Field(
+        None, description="Required when the prompt's role is qa (an electronic signature)"
+    )
+
+
+class ReleaseIn(_In):
+    """QA's release of a Complete batch: e-signed, by someone who did not start it."""
+
+    reason: Reason
+    password: Password
 
 
 class TaskOut(_Out):
@@ -224,6 +250,8 @@ class BatchDetail(BatchSummary):
     jobs: list[JobOut]
     deviations: list[DeviationOut]
     confirmation: dict[str, Any] | None = Field(description="The answer to the current prompt")
+    released_by: str = Field("", description="Who released the product (QA), '' until then")
+    released_at: str = ""
 
 
 class RecordOut(_Out):
@@ -250,7 +278,10 @@ class RecipeEntry(_Out):
     valid: bool
     name: str | None
     version: str | None
-    approval: str | None
+    approval: str | None = Field(
+        description="The recorded status of this hash: draft, submitted, approved, retired "
+        "(what the file says does not count)"
+    )
     sha256: str | None
     description: str
     diagnostics: list[DiagnosticOut]
@@ -278,7 +309,7 @@ class RecipeDetail(_Out):
     version: str
     description: str
     author: str
-    approval: str
+    approval: str = Field(description="The recorded status of this hash (draft when none)")
     sha256: str
     file: str
     start: str

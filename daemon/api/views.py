@@ -1,17 +1,25 @@
 """What the daemon holds, as the API's response models (``daemon.api.schemas``).
 
 This module owns the conversions: a ``Batch`` (and its pinned recipe) to a summary or
-a detail, the prompt a batch waits at, a journal record, a library entry, a recipe, a
-diagnostic, the cell view's snapshot. It reads; it never changes anything.
+a detail, the prompt a batch waits at, a journal record, a library entry and a recipe
+(with the recorded status of its hash), a diagnostic, the cell view's snapshot, audit
+rows (signatures checked) and users. It reads; it never changes anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
+import anyio
+
 from daemon.api import schemas as s
+from daemon.api import schemas_control as c
+from daemon.audit.export import rows_of
+from daemon.audit.trail import AuditTrail
+from daemon.auth.directory import User
 from daemon.batch.machine import Batch
 from daemon.diagnostics import Diagnostic
 from daemon.journal import records as r
@@ -75,7 +83,9 @@ def batch_summary(batch: Batch, recipe: Recipe | None) -> s.BatchSummary:
     return s.BatchSummary(**_summary_fields(batch, recipe))
 
 
-def batch_detail(batch: Batch, recipe: Recipe | None) -> s.BatchDetail:
+def batch_detail(
+    batch: Batch, recipe: Recipe | None, released: tuple[str, str] | None = None
+) -> s.BatchDetail:
     task = None if batch.task is None else s.TaskOut(**_fields(batch.task))
     return s.BatchDetail(
         **_summary_fields(batch, recipe),
@@ -90,6 +100,8 @@ def batch_detail(batch: Batch, recipe: Recipe | None) -> s.BatchDetail:
         jobs=[s.JobOut(**_fields(j)) for j in batch.jobs.values()],
         deviations=[s.DeviationOut(**_fields(d)) for d in batch.deviations],
         confirmation=None if batch.confirmation is None else _plain(batch.confirmation),
+        released_by=released[0] if released else "",
+        released_at=released[1] if released else "",
     )
 
 
@@ -114,28 +126,28 @@ def diagnostic(d: Diagnostic) -> s.DiagnosticOut:
     )
 
 
-def library_entry(entry: Entry) -> s.RecipeEntry:
+def library_entry(entry: Entry, status: str | None) -> s.RecipeEntry:
     recipe = entry.recipe
     return s.RecipeEntry(
         file=entry.path,
         valid=recipe is not None,
         name=recipe.name if recipe else None,
         version=recipe.version if recipe else None,
-        approval=recipe.doc.approval if recipe else None,
+        approval=status if recipe else None,
         sha256=recipe.hash if recipe else None,
         description=recipe.doc.description if recipe else "",
         diagnostics=[diagnostic(d) for d in entry.diagnostics],
     )
 
 
-def recipe_detail(recipe: Recipe) -> s.RecipeDetail:
+def recipe_detail(recipe: Recipe, status: str) -> s.RecipeDetail:
     doc = recipe.doc
     return s.RecipeDetail(
         name=recipe.name,
         version=recipe.version,
         description=doc.description,
         author=doc.author,
-        approval=doc.approval,
+        approval=status,
         sha256=recipe.hash,
         file=recipe.filename,
         start=recipe.start,
@@ -161,3 +173,13 @@ def instruments(snapshot: Mapping[str, Any]) -> s.InstrumentsOut:
         for name, view in snapshot[group].items()
     }
     return s.InstrumentsOut(links=links, **snapshot)
+
+
+def user(u: User) -> c.UserOut:
+    return c.UserOut(**u.public())
+
+
+async def audit_rows(trail: AuditTrail, **filters: Any) -> list[c.AuditRowOut]:
+    """Audit rows (each signature checked against the database), read in a thread."""
+    rows = await anyio.to_thread.run_sync(partial(rows_of, trail.path, examine=False, **filters))
+    return [c.AuditRowOut.model_validate(row) for row in rows]

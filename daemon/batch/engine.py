@@ -11,6 +11,13 @@ Start-up: ``load()`` replays the journal through the reducer; ``run()`` starts a
 for every batch that is not final. A runner resumes from what the journal says (see
 ``daemon.batch.executor``): the instruments are asked, nothing is guessed.
 
+The control plane (issue #11) adds two hooks, both optional: ``approval(hash)`` says a
+recipe's recorded status (a batch starts only on an approved one unless the site allows
+unapproved recipes), and ``auditor(before, after, records, act)`` gives the audit rows a
+commit carries (``daemon.audit.batches``; it may refuse a change, e.g. a Stop without
+its signature); ``act`` is the person's request, passed through from ``create``,
+``command`` and ``confirm`` untouched.
+
 Concurrency: one lock per batch serialises its commits (check, write, apply in
 journal order); different batches commit concurrently and share the journal's group
 commit. A commit is shielded from cancellation: once decided, a record is written and
@@ -34,7 +41,7 @@ from daemon.cell import CellView
 from daemon.clock import ProcessClock
 from daemon.events import EventBus
 from daemon.journal import records as r
-from daemon.recipe import ParameterError, Recipe, dump_recipe, load_recipe_text
+from daemon.recipe import ParameterError, Recipe, dump_recipe, load_recipe_text, pinned_hashes
 from daemon.scheduler.scheduler import Scheduler
 from drivers import icd
 
@@ -44,7 +51,7 @@ log = structlog.get_logger("cellfab.engine")
 class Journal(Protocol):
     instance: str
 
-    async def append(self, *records: r.Record) -> list[int]: ...
+    def append(self, *records: r.Record, then: Any = None) -> Any: ...
 
     def read(self, after: int = 0) -> Any: ...
 
@@ -68,6 +75,11 @@ class CommandRefused(EngineError):
         super().__init__(message, field, 409)
 
 
+# (batch before or None, batch after, the records, the person's act or None) -> the
+# journal append's ``then`` (its audit rows) or None; raises to refuse the change
+Auditor = Callable[[Batch | None, Batch, list[r.Record], Any], Any]
+
+
 class _Broadcast:
     __slots__ = ("event",)
 
@@ -89,12 +101,16 @@ class Engine:
         bus: EventBus | None = None,
         allow_unapproved: bool = False,
         site_shuttles: tuple[str, ...] | None = None,
+        approval: Callable[[str], str] | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self.journal = journal
         self.cell = cell
         self.clock = clock
         self.bus = bus or EventBus()
         self.allow_unapproved = allow_unapproved
+        self.approval = approval or (lambda _hash: "draft")
+        self.auditor = auditor
         self.site_shuttles = site_shuttles if site_shuttles is not None else tuple(cell.shuttles)
         self.batches: dict[str, Batch] = {}
         self.recipes: dict[str, Recipe] = {}  # by hash
@@ -139,7 +155,8 @@ class Engine:
         if rec.recipe_hash in self.recipes:
             return
         recipe, diagnostics = load_recipe_text(rec.recipe_text, rec.recipe_file or rec.recipe_name)
-        if recipe is None or recipe.hash != rec.recipe_hash:
+        # a batch pinned before the hash domain changed keeps its old hash (HASH_FORMS)
+        if recipe is None or rec.recipe_hash not in pinned_hashes(recipe.doc):
             # the pinned text no longer loads to its hash: a damaged journal or a change
             # of the language; the batch cannot run on a guess
             why = "; ".join(d.message for d in diagnostics) or "hash differs"
@@ -219,13 +236,14 @@ class Engine:
                 return await self._commit_locked(batch_id, recs)
 
     async def _commit_locked(
-        self, batch_id: str, recs: tuple[r.Record, ...] | list[r.Record]
+        self, batch_id: str, recs: tuple[r.Record, ...] | list[r.Record], act: Any = None
     ) -> Batch:
         stamped = [self._stamp(rec) for rec in recs]
-        b = self.batches[batch_id]
+        before = b = self.batches[batch_id]
         for rec in stamped:
             b = apply(b, rec)  # ReducerError here is a bug: nothing is written
-        seqs = await self.journal.append(*stamped)
+        then = self.auditor(before, b, stamped, act) if self.auditor else None
+        seqs = await self.journal.append(*stamped, then=then)
         b = dataclasses.replace(b, last_seq=seqs[-1])
         self.batches[batch_id] = b
         for rec in stamped:
@@ -268,14 +286,16 @@ class Engine:
         shuttle: str = "",
         by: str = "",
         start: bool = True,
+        act: Any = None,
     ) -> Batch:
         """Pin the recipe, resolve its parameters, journal a new batch (and Start it)."""
-        unapproved = recipe.doc.approval != "approved"
+        status = self.approval(recipe.hash)
+        unapproved = status != "approved"
         if unapproved and not self.allow_unapproved:
             raise EngineError(
-                f"recipe {recipe.name} {recipe.version} is {recipe.doc.approval}, not approved; "
-                "batches start only on approved recipes (the site may allow unapproved ones "
-                "for development)",
+                f"recipe {recipe.name} {recipe.version} (sha256 {recipe.hash[:12]}) is {status}, "
+                "not approved; batches start only on approved recipes (the site may allow "
+                "unapproved ones for development)",
                 "recipe",
             )
         if not icd.is_id(cartridge_id):
@@ -332,8 +352,9 @@ class Engine:
             from daemon.batch.machine import created
 
             b = created(rec)
+            then = self.auditor(None, b, [rec], act) if self.auditor else None
             with anyio.CancelScope(shield=True):
-                seqs = await self.journal.append(rec)
+                seqs = await self.journal.append(rec, then=then)
             self.recipes.setdefault(recipe.hash, recipe)
             self.batches[batch_id] = dataclasses.replace(b, last_seq=seqs[-1])
             self._init_batch(batch_id)
@@ -343,11 +364,12 @@ class Engine:
                 "batch on an unapproved recipe",
                 batch=batch_id,
                 recipe=recipe.name,
-                approval=recipe.doc.approval,
+                sha256=recipe.hash,
+                approval=status,
             )
         self._spawn(batch_id)
         if start:
-            return await self.command(batch_id, Command.START, by=by, reason="created")
+            return await self.command(batch_id, Command.START, by=by, reason="created", act=act)
         return self.batches[batch_id]
 
     async def command(
@@ -358,6 +380,7 @@ class Engine:
         by: str = "",
         role: str = "",
         reason: str = "",
+        act: Any = None,
     ) -> Batch:
         """Issue an ISA-88 command; a refused one is journaled and raises CommandRefused."""
         self.batch(batch_id)
@@ -388,7 +411,7 @@ class Engine:
                         reason=reason,
                         detail=why,
                     )
-                    await self._commit_locked(batch_id, [rec])
+                    await self._commit_locked(batch_id, [rec], act)
                     raise CommandRefused(f"{batch_id}: {why}")
                 rec = r.CommandIssued(
                     batch_id=batch_id,
@@ -398,13 +421,13 @@ class Engine:
                     role=role,
                     reason=reason,
                 )
-                b = await self._commit_locked(batch_id, [rec])
+                b = await self._commit_locked(batch_id, [rec], act)
         if cmd is Command.RESET:
             self.scheduler.forget(batch_id)
         return b
 
     async def confirm(
-        self, batch_id: str, step: str, *, by: str, role: str, note: str = ""
+        self, batch_id: str, step: str, *, by: str, role: str, note: str = "", act: Any = None
     ) -> Batch:
         """Answer the confirm prompt the batch is waiting at."""
         self.batch(batch_id)
@@ -434,7 +457,7 @@ class Engine:
                         403,
                     )
                 rec = r.Confirmed(batch_id=batch_id, step=step, by=by, role=role, note=note)
-                return await self._commit_locked(batch_id, [rec])
+                return await self._commit_locked(batch_id, [rec], act)
 
     def next_job_seq(self) -> int:
         seq = self._next_job

@@ -235,6 +235,34 @@ class Policy(_Model):
     )
 
 
+class Argon2(_Model):
+    """argon2id parameters of password hashes (RFC 9106's second recommended option)."""
+
+    time_cost: int = Field(3, ge=1, le=20, description="Passes over the memory")
+    memory_kib: int = Field(65536, ge=1024, le=4 * 1024 * 1024, description="Memory, KiB")
+    parallelism: int = Field(4, ge=1, le=16, description="Lanes")
+
+    @property
+    def weak(self) -> bool:
+        return self.time_cost < 3 or self.memory_kib < 65536
+
+
+class Auth(_Model):
+    """Sign-in: token lifetime and password hashing (decisions 0080, 0081)."""
+
+    token_hours: float = Field(
+        12.0,
+        gt=0,
+        le=24 * 7,
+        allow_inf_nan=False,
+        description="How long a sign-in token lasts (hours; then sign in again)",
+    )
+    argon2: Argon2 = Field(
+        default_factory=Argon2,
+        description="Password hash cost; below the default only with clock.simulation: true",
+    )
+
+
 class Security(_Model):
     """How the daemon secures its OPC UA channel to one shuttle."""
 
@@ -400,6 +428,7 @@ class Site(_Model):
     )
     api: Api = Field(default_factory=Api, description="Where the HTTP control API listens")
     policy: Policy = Field(default_factory=Policy, description="Development relaxations")
+    auth: Auth = Field(default_factory=Auth, description="Sign-in and password hashing")
     recipes: list[RecipeSource] = Field(
         default_factory=list,
         description="The recipe library: recipe files and folders of them",
@@ -407,6 +436,17 @@ class Site(_Model):
     shuttles: list[Shuttle] = Field(min_length=1, description="The Cell Shuttles (at least one)")
     analyzers: list[Analyzer] = Field(default_factory=list, description="The Cell Q analyzers")
     balances: list[Balance] = Field(default_factory=list, description="The balances")
+
+    @model_validator(mode="after")
+    def _weak_hashes_only_simulated(self) -> Site:
+        if self.auth.argon2.weak and not self.clock.simulation:
+            raise rule(
+                "password hashes cheaper than argon2id t=3, m=64 MiB are for simulated "
+                "sites only (rule: real users get the recommended cost)",
+                "remove auth.argon2, or set clock.simulation: true for a test site",
+                "auth",
+            )
+        return self
 
     @model_validator(mode="after")
     def _each_once(self) -> Site:

@@ -148,6 +148,9 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     )
     conn.execute("CREATE INDEX recipe_lifecycle_hash ON recipe_lifecycle (recipe_hash)")
     _append_only(conn, "recipe_lifecycle", "recipe lifecycle rows")
+    # records before this seq were written before the audit trail existed
+    last = conn.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0]
+    set_meta(conn, {"audit_from_seq": str(int(last) + 1)})
 
 
 # MIGRATIONS[i] takes version i + 1 to i + 2. Append only.

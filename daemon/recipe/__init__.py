@@ -5,7 +5,7 @@ the daemon may use is exported here (``from daemon.recipe import ...``): the loa
 (``load_recipe``, ``load_recipe_text``, ``read_recipe_file``, ``RecipeError``, and
 ``Limits``/``LIMITS``, the bounds of a load), the ``Recipe`` value and its
 parameter resolution (``ParameterError``), the step models, the canonical hash
-(``HASH_DOMAIN``, ``canonical_hash``, ``dump_recipe``), guards (``Guard``,
+(``HASH_DOMAIN``, ``canonical_hash``, ``pinned_hashes``, ``dump_recipe``), guards (``Guard``,
 ``GuardError``, ``compile_guard``) and diagnostics (``Diagnostic``).
 
 The modules, one owner each:
@@ -43,7 +43,13 @@ from __future__ import annotations
 
 from daemon.diagnostics import Diagnostic
 from daemon.recipe.guards import Guard, GuardError, compile_guard
-from daemon.recipe.hash import HASH_DOMAIN, canonical_content, canonical_hash, dump_recipe
+from daemon.recipe.hash import (
+    HASH_DOMAIN,
+    canonical_content,
+    canonical_hash,
+    dump_recipe,
+    pinned_hashes,
+)
 from daemon.recipe.limits import LIMITS, Limits
 from daemon.recipe.load import RecipeError, load_recipe, load_recipe_text, read_recipe_file
 from daemon.recipe.models import (
@@ -91,5 +97,6 @@ __all__ = [
     "duration_seconds",
     "load_recipe",
     "load_recipe_text",
+    "pinned_hashes",
     "read_recipe_file",
 ]

@@ -30,10 +30,12 @@ router = APIRouter(prefix="/recipes", tags=["recipes"])
 
 @router.get("", name="list_recipes")
 async def list_recipes(api: Api) -> list[RecipeEntry]:
-    """Every recipe file of the library: name, version, approval, hash, file; or the
-    diagnostics of a file that does not load (it cannot start batches)."""
+    """Every recipe file of the library: name, version, the recorded status of its hash
+    (``approval``), hash, file; or the diagnostics of a file that does not load (it
+    cannot start batches)."""
     library = await anyio.to_thread.run_sync(api.library)
-    return [views.library_entry(e) for e in library.entries]
+    status = api.lifecycle.status
+    return [views.library_entry(e, e.recipe and status(e.recipe.hash)) for e in library.entries]
 
 
 @router.post(
@@ -61,4 +63,5 @@ async def show_recipe(
 ) -> RecipeDetail:
     """One library recipe: header, parameters (types, units, ranges), steps."""
     library = await anyio.to_thread.run_sync(api.library)
-    return views.recipe_detail(library.find(name, version, sha256))
+    recipe = library.find(name, version, sha256)
+    return views.recipe_detail(recipe, api.lifecycle.status(recipe.hash))
