@@ -10,6 +10,7 @@ This module owns reaching a daemon and telling apart the ways that can fail:
   error body (``{"error", "field", "detail"}``) unchanged;
 * ``Unreachable``: nothing answers there, or the connection broke.
 
+``Client(target, token=...)`` sends the sign-in token as ``Authorization: Bearer``.
 Requests answer the parsed JSON and the raw text (``--json`` prints the raw text: the
 API's JSON, unchanged). ``events`` follows the server-sent event stream.
 """
@@ -106,16 +107,19 @@ def resolve(api: str | None, site_file: str | None) -> Target:
 class Client:
     """``with Client(target) as api: api.get("/batches")``."""
 
-    def __init__(self, target: Target, timeout: float = TIMEOUT) -> None:
+    def __init__(self, target: Target, timeout: float = TIMEOUT, token: str | None = None) -> None:
         self.target = target
         transport = httpx.HTTPTransport(uds=target.uds) if target.uds else None
         verify = ssl.create_default_context(cafile=target.cafile) if target.cafile else True
+        headers = {"accept": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         self.http = httpx.Client(
             base_url=target.base_url,
             transport=transport,
             verify=verify,
             timeout=timeout,
-            headers={"accept": "application/json"},
+            headers=headers,
         )
 
     def __enter__(self) -> Client:

@@ -8,6 +8,10 @@ Command groups, one module each under ``daemon/cli/`` (``GROUPS``):
   run     the daemon: instruments, batches, journal, API (daemon.cli.run)
   site    validate and show sites (daemon.cli.site)
   journal back up, restore and verify the journal (daemon.cli.journal)
+  batch   start, list, command and watch batches (daemon.cli.batch; an API client)
+  user    users (admin) and one's own password (daemon.cli.user; the first admin locally)
+  login   sign in to the daemon, keep the token (daemon.cli.login); logout revokes it
+  audit   verify and export the audit trail (daemon.cli.audit)
 
 Only the module of the command being run is imported: ``cellfab recipe validate``
 never loads asyncua, pymodbus or simulators/ (a test holds this). A group module has
@@ -35,6 +39,10 @@ GROUPS: Final[dict[str, tuple[str, str]]] = {
     "site": ("daemon.cli.site", "validate and show sites (instruments, journal, API)"),
     "journal": ("daemon.cli.journal", "back up, restore and verify the journal"),
     "batch": ("daemon.cli.batch", "start, list, command and watch batches (a client of the API)"),
+    "user": ("daemon.cli.user", "users (admin), your password, the first admin"),
+    "login": ("daemon.cli.login", "sign in to the daemon (the token is kept for you)"),
+    "logout": ("daemon.cli.logout", "sign out: revoke the kept token"),
+    "audit": ("daemon.cli.audit", "verify and export the audit trail"),
 }
 
 

@@ -11,11 +11,15 @@ changes nothing itself. Every subcommand takes:
 Subcommands: ``start RECIPE --cartridge ID [--param name=value ...] [--params-json
 JSON] [--version V | --sha256 H] [--priority N] [--shuttle S]`` (``--param`` values are
 typed by the recipe's parameter types; a value that does not fit is sent as written and
-the daemon's error names it), ``start --batch ID`` (the ISA-88 Start of a reset batch),
-``list [--state S ...]``, ``show ID [--records]``, ``hold|restart|pause|resume|stop|abort|
-reset ID [--reason TEXT]``, ``confirm ID STEP --role ROLE [--note TEXT]``, ``watch
-[ID ...]`` (live progress until every watched batch is final; without ids, the batches
-not final when it starts). ``--by`` names who asks (default: the login name).
+the daemon's error names it), ``start --batch ID --reason TEXT`` (the ISA-88 Start of a
+reset batch), ``list [--state S ...]``, ``show ID [--records | --signatures]``,
+``hold|restart|pause|resume|stop|abort|reset ID --reason TEXT``, ``confirm ID STEP
+--reason TEXT``, ``release ID --reason TEXT``, ``watch [ID ...]`` (live progress until
+every watched batch is final; without ids, the batches not final when it starts).
+
+Who asks is the user signed in with ``cellfab login`` (its token is sent); stop, abort,
+release and a confirmation of a qa prompt are electronic signatures: the password is
+asked again (no echo; one line of standard input when it is not a terminal).
 
 Exit status, for scripts:
 
@@ -29,38 +33,39 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Final
 
-from daemon.api.client import Client, ClientError, Refused, Unreachable, resolve
+from daemon.api.client import Client, ClientError
+from daemon.cli.api_cli import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    ask_password,
+    common,
+    reason_argument,
+    run,
+)
 
-EXIT_OK: Final = 0
-EXIT_REFUSED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_UNREACHABLE: Final = 3
+__all__ = ["EXIT_OK", "EXIT_REFUSED", "EXIT_UNREACHABLE", "EXIT_USAGE", "register", "typed"]
+
 COMMANDS: Final = ("hold", "restart", "pause", "resume", "stop", "abort", "reset")
-ROLES: Final = ("operator", "supervisor", "qa", "admin")
+SIGNED: Final = frozenset({"stop", "abort"})
 FINAL: Final = frozenset({"Complete", "Stopped", "Aborted"})
 WATCH_KINDS: Final = ("batch", "step", "deviation", "unit", "progress")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    where = common.add_mutually_exclusive_group()
-    where.add_argument("--api", metavar="URL", help="http(s)://host:port or unix:PATH")
-    where.add_argument("--site", metavar="FILE", help="reach the API this site binds")
-    common.add_argument("--json", action="store_true", help="print the API's JSON unchanged")
-    common.add_argument("--by", default=_login(), help="who asks (default: your login name)")
-
+    parent = common()
     batch = subparsers.add_parser(
         "batch", help="start, list, command and watch batches", description=__doc__.split("\n\n")[0]
     )
     sub = batch.add_subparsers(dest="batch_command", required=True, metavar="SUBCOMMAND")
 
-    start = sub.add_parser("start", parents=[common], help="start a batch on a library recipe")
+    start = sub.add_parser("start", parents=[parent], help="start a batch on a library recipe")
     start.add_argument("recipe", nargs="?", metavar="RECIPE")
     start.add_argument("--batch", metavar="ID", help="Start an existing (reset) batch instead")
     start.add_argument("--cartridge", metavar="ID", help="the patient's cartridge id")
@@ -71,68 +76,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--params-json", metavar="JSON", help="e.g. '{\"dose_moi\": 5}'")
     start.add_argument("--priority", type=int, default=0)
     start.add_argument("--shuttle", default="", help="the shuttle the cartridge arrives at")
+    start.add_argument("--reason", default="", help="why (required with --batch)")
     start.set_defaults(func=_run(cmd_start))
 
-    lst = sub.add_parser("list", parents=[common], help="list batches")
+    lst = sub.add_parser("list", parents=[parent], help="list batches")
     lst.add_argument("--state", action="append", default=[], help="only batches in STATE")
     lst.set_defaults(func=_run(cmd_list))
 
-    show = sub.add_parser("show", parents=[common], help="show one batch")
+    show = sub.add_parser("show", parents=[parent], help="show one batch")
     show.add_argument("batch_id", metavar="ID")
-    show.add_argument("--records", action="store_true", help="its journal records instead")
+    shown = show.add_mutually_exclusive_group()
+    shown.add_argument("--records", action="store_true", help="its journal records instead")
+    shown.add_argument("--signatures", action="store_true", help="its e-signatures instead")
     show.set_defaults(func=_run(cmd_show))
 
     for name in COMMANDS:
-        cmd = sub.add_parser(name, parents=[common], help=f"issue the ISA-88 {name.title()}")
+        signed = " (e-signed: your password)" if name in SIGNED else ""
+        cmd = sub.add_parser(
+            name, parents=[parent], help=f"issue the ISA-88 {name.title()}{signed}"
+        )
         cmd.add_argument("batch_id", metavar="ID")
-        cmd.add_argument("--reason", default="", help="why (kept in the journal)")
-        cmd.add_argument("--role", choices=ROLES, help="the role you act in")
+        reason_argument(cmd, f"you {name} it")
         cmd.set_defaults(func=_run(cmd_command), command=name)
 
-    confirm = sub.add_parser("confirm", parents=[common], help="answer a confirm prompt")
+    confirm = sub.add_parser("confirm", parents=[parent], help="answer a confirm prompt")
     confirm.add_argument("batch_id", metavar="ID")
     confirm.add_argument("step", metavar="STEP", help="the confirm step (as the prompt names it)")
-    confirm.add_argument("--role", choices=ROLES, required=True, help="the role you act in")
-    confirm.add_argument("--note", default="")
+    reason_argument(confirm, "you confirm (what you checked)")
     confirm.set_defaults(func=_run(cmd_confirm))
 
-    watch = sub.add_parser("watch", parents=[common], help="live progress until final")
+    release = sub.add_parser(
+        "release", parents=[parent], help="QA: release a Complete batch (e-signed)"
+    )
+    release.add_argument("batch_id", metavar="ID")
+    reason_argument(release, "you release it")
+    release.set_defaults(func=_run(cmd_release))
+
+    watch = sub.add_parser("watch", parents=[parent], help="live progress until final")
     watch.add_argument("batch_ids", nargs="*", metavar="ID")
     watch.set_defaults(func=_run(cmd_watch))
 
 
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-Command = Callable[[argparse.Namespace, Client], int]
 Event = tuple[str, dict[str, Any], str]
 
 
-def _run(command: Command) -> Callable[[argparse.Namespace], int]:
-    """The exit status of ``command`` against the daemon the arguments name."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            with Client(resolve(args.api, args.site)) as api:
-                return command(args, api)
-        except ClientError as exc:
-            print(f"cellfab batch: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except Refused as exc:
-            if args.json and exc.body:
-                print(exc.text, file=sys.stderr)
-            else:
-                print(f"cellfab batch: refused ({exc.status}): {exc}", file=sys.stderr)
-            return EXIT_REFUSED
-        except Unreachable as exc:
-            print(f"cellfab batch: {exc}", file=sys.stderr)
-            return EXIT_UNREACHABLE
-
-    return run
+def _run(command: Any) -> Any:
+    return run(command, "cellfab batch")
 
 
 # --------------------------------------------------------------------------- commands
@@ -140,7 +129,9 @@ def cmd_start(args: argparse.Namespace, api: Client) -> int:
     if args.batch:
         if args.recipe or args.cartridge:
             raise ClientError("start --batch ID takes no RECIPE or --cartridge")
-        body = {"by": args.by}
+        if not args.reason.strip():
+            raise ClientError("start --batch ID needs --reason (why it starts again)")
+        body = {"reason": args.reason}
         return _print_batch(args, api.post(f"/batches/{args.batch}/commands/start", body))
     if not args.recipe or not args.cartridge:
         raise ClientError("start needs RECIPE and --cartridge ID (or --batch ID)")
@@ -153,7 +144,7 @@ def cmd_start(args: argparse.Namespace, api: Client) -> int:
         "cartridge_id": args.cartridge,
         "priority": args.priority,
         "shuttle": args.shuttle,
-        "by": args.by,
+        "reason": args.reason,
         **{k: v for k, v in query.items() if v},
     }
     return _print_batch(args, api.post("/batches", body))
@@ -210,6 +201,15 @@ def cmd_list(args: argparse.Namespace, api: Client) -> int:
 
 
 def cmd_show(args: argparse.Namespace, api: Client) -> int:
+    if args.signatures:
+        answer = api.get(f"/batches/{args.batch_id}/signatures")
+        if args.json:
+            print(answer.text)
+        else:
+            from daemon.audit.export import text
+
+            sys.stdout.write(text(answer.data) or "no signatures\n")
+        return EXIT_OK
     if args.records:
         answer = api.get(f"/batches/{args.batch_id}/records")
         if args.json:
@@ -223,14 +223,30 @@ def cmd_show(args: argparse.Namespace, api: Client) -> int:
 
 
 def cmd_command(args: argparse.Namespace, api: Client) -> int:
-    body = {"by": args.by, "role": args.role, "reason": args.reason}
+    body: dict[str, Any] = {"reason": args.reason}
+    if args.command in SIGNED:
+        body["password"] = ask_password(
+            f"{args.command.title()} {args.batch_id}: password to sign: "
+        )
     answer = api.post(f"/batches/{args.batch_id}/commands/{args.command}", body)
     return _print_batch(args, answer)
 
 
 def cmd_confirm(args: argparse.Namespace, api: Client) -> int:
-    body = {"step": args.step, "by": args.by, "role": args.role, "note": args.note}
+    body: dict[str, Any] = {"step": args.step, "reason": args.reason}
+    waiting = api.get(f"/batches/{args.batch_id}").data.get("waiting") or {}
+    if waiting.get("step") == args.step and waiting.get("role") == "qa":
+        body["password"] = ask_password(f"Confirm {args.step} (qa): password to sign: ")
     return _print_batch(args, api.post(f"/batches/{args.batch_id}/confirm", body))
+
+
+def cmd_release(args: argparse.Namespace, api: Client) -> int:
+    api.get(f"/batches/{args.batch_id}")  # 404 before the password is asked
+    body = {
+        "reason": args.reason,
+        "password": ask_password(f"Release {args.batch_id}: password to sign: "),
+    }
+    return _print_batch(args, api.post(f"/batches/{args.batch_id}/release", body), detail=True)
 
 
 def _print_batch(args: argparse.Namespace, answer: Any, *, detail: bool = False) -> int:

@@ -8,9 +8,11 @@ Everything runs in this process::
               that, like real instruments, they keep time when the daemon is busy
     daemon    daemon.supervisor on a site shaped like the embedded default site (shuttle1,
               cellq1; the library's recipes) but pointing at those ports, with its journal
-              in a temporary folder; the library's recipes are drafts, so the site allows
-              unapproved recipes (development only)
-    people    what the cell's staff would do, each through the interface they would use:
+              in a temporary folder; batches start only on approved recipes
+    people    what the cell's staff would do, each through the interface they would use,
+              each a user of the daemon (made at start-up, random passwords):
+              lifecycle   sup.lee submits each recipe, qa.ruiz approves it (e-signed; two
+                          people, as the lifecycle requires)
               loader      puts each patient's cartridge at the LoadPort once it is free
                           (the twin's controls: the physical world)
               operator    answers every confirm step with the role the recipe asks for
@@ -20,6 +22,8 @@ Everything runs in this process::
               supervisor  once that batch is held by the system, restarts it (engine
                           Restart); the engine clears the unit and runs the expansion again
                           as attempt 2
+              qa          answers qa confirmations with an e-signature, and releases each
+                          Complete batch (e-signed; not the supervisor who started it)
     view      a live table on a terminal, one line per event otherwise, then a summary
               per batch (daemon.cli.demo_view); the daemon's own log goes to a file in
               the temporary folder on a terminal, to stderr otherwise
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import secrets
 import shutil
 import signal
 import sys
@@ -51,6 +56,10 @@ import anyio
 import structlog
 from asyncua import Client, ua
 
+from daemon.audit.batches import started_by
+from daemon.audit.entries import Act, Actor
+from daemon.audit.errors import RequestRefused
+from daemon.auth.directory import Session
 from daemon.batch.engine import EngineError
 from daemon.batch.machine import Batch
 from daemon.batch.runner import LINK_HOLD, SYSTEM
@@ -71,6 +80,7 @@ log = structlog.get_logger("cellfab.demo")
 DEFAULT_TIME_SCALE = 25000.0  # about a minute on a 2-core machine
 SHUTTLE = "shuttle1"  # the default site's names (daemon.config.defaults.SIM_NAMES)
 PEOPLE = {"operator": "op.kim", "supervisor": "sup.lee", "qa": "qa.ruiz"}
+FULL_NAMES = {"op.kim": "Kim Park", "sup.lee": "Lee Moreau", "qa.ruiz": "Ana Ruiz"}
 OPERATOR_DELAY = 0.3  # wall seconds a person takes to answer (visible in the table)
 SUPERVISOR_DELAY = 1.0  # wall seconds before the faulted batch is restarted
 FAULT_AT = 0.3  # fraction of the program done when its unit faults
@@ -105,16 +115,54 @@ class Demo:
         self.controls = controls
         self.feed = feed
         self.run = Run()
+        self.sessions: dict[str, Session] = {}
+        self._passwords: dict[str, str] = {}
 
     def kind_of(self, b: Batch, step: str) -> str:
         return self.engine.recipe_of(b).kind(step)
 
+    def act(self, role: str, reason: str, signing: Any = None) -> Act:
+        return Act(self.sessions[role].actor(role), reason, signing)
+
+    async def sign(self, role: str, meaning: str) -> Any:
+        """An e-signature of the person in ``role`` (their password, re-entered)."""
+        person = PEOPLE[role]
+        return await self.daemon.directory.signer(
+            self.sessions[role], self._passwords[person], meaning
+        )
+
     # ------------------------------------------------------------------ the people
+    async def staff(self) -> None:
+        """The people as users of the daemon (random passwords), signed in; then the
+        recipes of the plan submitted by the supervisor and approved by QA."""
+        directory = self.daemon.directory
+        setup = Act(Actor("local:demo"), "cellfab demo: the staff of the simulated cell")
+        for role, person in PEOPLE.items():
+            self._passwords[person] = secrets.token_urlsafe(18)
+            await directory.add(setup, person, FULL_NAMES[person], [role], self._passwords[person])
+            _token, self.sessions[role] = await directory.login(person, self._passwords[person])
+        library, lifecycle = self.daemon.library(), self.daemon.lifecycle
+        for name in dict.fromkeys(p.recipe for p in PLAN):
+            recipe = library.find(name)
+            await lifecycle.submit(recipe, self.act("supervisor", "the demo's process"))
+            signing = await self.sign("qa", "approved")
+            await lifecycle.approve(recipe.hash, self.act("qa", "reviewed for the demo", signing))
+            self.feed.say(
+                f"{PEOPLE['supervisor']} submits {recipe.name} {recipe.version}, "
+                f"{PEOPLE['qa']} approves it (e-signed, sha256 {recipe.hash[:12]})"
+            )
+
     async def start_batches(self) -> None:
         library = self.daemon.library()
         for p in PLAN:
             recipe = library.find(p.recipe)
-            b = await self.engine.create(recipe, {}, p.cartridge, by=PEOPLE["supervisor"])
+            b = await self.engine.create(
+                recipe,
+                {},
+                p.cartridge,
+                by=PEOPLE["supervisor"],
+                act=self.act("supervisor", f"patient batch for {p.cartridge}"),
+            )
             self.run.batch_ids.append(b.batch_id)
             if p.fault_step:
                 self.run.injected = Injected(b.batch_id, p.fault_step, FAULT)
@@ -165,7 +213,15 @@ class Demo:
             role = self.engine.recipe_of(b).steps[b.step].role
             await anyio.sleep(OPERATOR_DELAY)
             try:
-                await self.engine.confirm(batch_id, b.step, by=PEOPLE[role], role=role)
+                signing = await self.sign(role, "confirmed") if role == "qa" else None
+                await self.engine.confirm(
+                    batch_id,
+                    b.step,
+                    by=PEOPLE[role],
+                    role=role,
+                    note="checked",
+                    act=self.act(role, "checked", signing),
+                )
             except EngineError as exc:  # held meanwhile: ask again once it runs
                 self.feed.say(f"{PEOPLE[role]} could not confirm {batch_id} {b.step}: {exc}")
                 answered.discard((b.step, b.step_visit))
@@ -251,6 +307,7 @@ class Demo:
                         by=PEOPLE["supervisor"],
                         role="supervisor",
                         reason=reason,
+                        act=self.act("supervisor", reason),
                     )
                 except EngineError as exc:
                     self.run.unexpected[batch_id] = f"Restart refused: {exc}"
@@ -258,6 +315,23 @@ class Demo:
                 continue
             self.run.unexpected[batch_id] = f"held by {b.held_by}: {b.hold_reason}"
             return
+
+    async def release(self) -> None:
+        """QA releases every Complete batch (e-signed; the supervisor started them)."""
+        for bid in self.run.batch_ids:
+            b = self.engine.batches[bid]
+            if str(b.state) != "Complete" or b.outcome != "completed":
+                continue
+            records = [rec for _, rec in self.daemon.journal.batch_records(bid)]
+            signing = await self.sign("qa", "released")
+            try:
+                await self.daemon.auditor.release(
+                    b, started_by(bid, records), self.act("qa", "batch record reviewed", signing)
+                )
+            except RequestRefused as exc:
+                self.run.unexpected[bid] = f"release refused: {exc}"
+                continue
+            self.feed.say(f"{PEOPLE['qa']} releases {bid} (e-signed)")
 
     async def follow(self, events: Subscription) -> None:
         async for ev in events:
@@ -278,6 +352,7 @@ class Demo:
             tg.start_soon(self.follow, events)
             if live is not None:
                 tg.start_soon(self.show, live, header)
+            await self.staff()
             await self.start_batches()
             tg.start_soon(self.loader)
             tg.start_soon(self.fault)
@@ -287,6 +362,7 @@ class Demo:
                         tg.start_soon(self.operator, bid)
                         watch.start_soon(self.supervisor, bid)
                 self.run.finished = True
+                await self.release()
             self.run.wall_s, self.run.process_days = self.feed.elapsed()
             tg.cancel_scope.cancel()
         await events.aclose()
@@ -305,8 +381,9 @@ def _site(twins: SimCell, time_scale: float, folder: Path) -> Any:
     library = default_site().recipes  # the repository's recipes/
     endpoints = {k: v for k, v in twins.endpoints().items() if k in ("shuttle", "cellq")}
     site = sim_site(endpoints, time_scale, folder / "journal.sqlite", recipes=library, name="demo")
-    policy = site.policy.model_copy(update={"allow_unapproved_recipes": True})
-    return site.model_copy(update={"policy": policy})
+    # a simulated site: cheap password hashes keep the start-up quick (never on a real one)
+    argon2 = site.auth.argon2.model_copy(update={"time_cost": 1, "memory_kib": 8192})
+    return site.model_copy(update={"auth": site.auth.model_copy(update={"argon2": argon2})})
 
 
 async def _main(
@@ -388,12 +465,13 @@ def _intro(args: argparse.Namespace, folder: Path, live: bool) -> list[str]:
     return [
         f"cellfab demo: the twins of one cell and the daemon, time scale {args.time_scale:g} "
         f"(a process day in {86400 / args.time_scale:.1f} s), seed {args.seed}",
-        f"  {len(PLAN)} batches: {recipes} (recipes/; drafts, so this demo site allows "
-        "unapproved recipes)",
+        f"  {len(PLAN)} batches: {recipes} (recipes/, submitted and approved at start by "
+        f"{PEOPLE['supervisor']} and {PEOPLE['qa']})",
         f"  people: a loader puts each cartridge at the LoadPort; {PEOPLE['operator']} "
         f"(operator) and {PEOPLE['qa']} (qa) answer confirmations; the demo faults the unit "
         f"running {faulted.cartridge}'s first {faulted.fault_step}; {PEOPLE['supervisor']} "
-        "(supervisor) restarts that batch",
+        f"(supervisor) restarts that batch; {PEOPLE['qa']} signs QA confirmations and "
+        "releases each Complete batch",
         f"  journal{' and daemon log' if live else ''} in {folder} "
         "(removed at the end unless --keep or something went wrong)",
     ]

@@ -8,6 +8,12 @@ This module owns the command-line face of the recipe language (``daemon.recipe``
   Graphviz digraph on stdout.
 * ``show FILE``: header, parameters, steps and hash as aligned text tables.
 * ``schema``: the JSON Schema of a recipe file (what ``recipes/schema.json`` holds).
+* ``submit|approve|retire FILE --reason TEXT``: the recipe lifecycle at the daemon
+  (``daemon.lifecycle``), signed in (``cellfab login``): submit sends the file's text
+  (its hash is what is submitted); approve and retire (QA) name the file's hash and are
+  electronic signatures (the password is asked again). Whoever submitted a hash cannot
+  approve it. These talk to the API (``--api``/``--site``), exit status as ``cellfab
+  batch``.
 
 ``daemon.cli`` calls ``register(subparsers)``; every subcommand sets ``func`` to a
 function of the parsed arguments that returns the exit status.
@@ -17,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 
 from daemon.diagnostics import format_all, validate_files
-from daemon.recipe import Recipe, RecipeError, load_recipe
+from daemon.recipe import Recipe, RecipeError, load_recipe, read_recipe_file
 from daemon.recipe.render import show_text, to_dot, to_mermaid
 from daemon.recipe.schema import schema_text
 
@@ -54,6 +60,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a recipe file")
     schema.set_defaults(func=cmd_schema)
+
+    from daemon.cli.api_cli import common, reason_argument, run
+
+    for name, what in (
+        ("submit", "submit FILE for approval (signed in)"),
+        ("approve", "QA: approve FILE's hash (e-signed; not the submitter)"),
+        ("retire", "QA: retire FILE's hash (e-signed)"),
+    ):
+        change = sub.add_parser(name, parents=[common()], help=what)
+        change.add_argument("file", metavar="FILE")
+        reason_argument(change)
+        change.set_defaults(func=run(cmd_lifecycle, f"cellfab recipe {name}"), change=name)
 
 
 # --------------------------------------------------------------------------- commands
@@ -93,4 +111,32 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_schema(_args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
+    return EXIT_OK
+
+
+def cmd_lifecycle(args: argparse.Namespace, api: Any) -> int:
+    from daemon.api.client import ClientError
+    from daemon.cli.api_cli import ask_password
+
+    recipe = _load_or_report(args.file)
+    if recipe is None:
+        raise ClientError(f"{args.file} does not load (see above); nothing was sent")
+    if args.change == "submit":
+        text = read_recipe_file(args.file)
+        body = {"text": text, "filename": str(args.file), "reason": args.reason}
+        answer = api.post("/recipes/submit", body)
+    else:
+        password = ask_password(
+            f"{args.change.title()} {recipe.name} {recipe.version}: password to sign: "
+        )
+        body = {"password": password, "reason": args.reason}
+        answer = api.post(f"/recipes/{recipe.hash}/{args.change}", body)
+    if args.json:
+        print(answer.text)
+    else:
+        row = answer.data
+        print(
+            f"{row['recipe_name']} {row['recipe_version']} sha256:{row['recipe_hash']}: "
+            f"{row['status']} by {row['user_name']} at {row['at']}"
+        )
     return EXIT_OK
