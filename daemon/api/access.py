@@ -63,14 +63,18 @@ ACTIONS: Final[dict[str, str]] = {
 }
 
 
-def action_of(request: Request) -> str:
+def template_of(request: Request) -> str:
     route = request.scope.get("route")
     name = getattr(route, "name", "")
     template = ACTIONS.get(name)
     if template is None:
         # a route without an action is a bug: refuse rather than allow by default
         raise RuntimeError(f"route {name!r} has no action in daemon.api.access.ACTIONS")
-    return template.format(**request.path_params)
+    return template
+
+
+def action_of(request: Request) -> str:
+    return template_of(request).format(**request.path_params)
 
 
 def bearer(request: Request) -> str:
@@ -86,13 +90,24 @@ def bearer(request: Request) -> str:
 async def authorize(request: Request) -> Session | None:
     """The session of ``request`` once it may perform the route's action (None for a
     public action)."""
-    action = action_of(request)
+    template = template_of(request)
+    action = template.format(**request.path_params)
     request.state.action = action
     request.state.session = None
     try:
         want = needed(action)
     except KeyError:
-        raise RuntimeError(f"action {action!r} has no roles in ACTION_ROLES") from None
+        if "{" not in template:
+            raise RuntimeError(f"action {action!r} has no roles in ACTION_ROLES") from None
+        # a path parameter names no action (an unknown command): signed-in users learn
+        # that it is unknown (422, as the route's own validation would say)
+        request.app.state.daemon.directory.authenticate(bearer(request))
+        param = template[template.index("{") + 1 : template.index("}")]
+        raise RequestRefused(
+            f"{param} {request.path_params.get(param)!r} is not one this API knows",
+            param,
+            422,
+        ) from None
     if want is PUBLIC:
         return None
     session = request.app.state.daemon.directory.authenticate(bearer(request))

@@ -9,7 +9,15 @@ import httpx
 import pytest
 
 from tests.support import fresh
-from tests.support.daemon import SimTwins, batch_until, insert_cartridge, start_batch
+from tests.support.daemon import (
+    PASSWORD,
+    RunningDaemon,
+    SimTwins,
+    batch_until,
+    client_for,
+    insert_cartridge,
+    start_batch,
+)
 
 FINAL = {"Complete", "Stopped", "Aborted"}
 
@@ -17,7 +25,9 @@ FINAL = {"Complete", "Stopped", "Aborted"}
 async def command(
     api: httpx.AsyncClient, batch_id: str, name: str, status: int = 200, **body: Any
 ) -> dict[str, Any]:
-    body.setdefault("by", "tester")
+    body.setdefault("reason", "test")
+    if name in ("stop", "abort"):
+        body.setdefault("password", PASSWORD)
     answer = await api.post(f"/batches/{batch_id}/commands/{name}", json=body)
     assert answer.status_code == status, answer.text
     return answer.json()  # type: ignore[no-any-return]
@@ -42,7 +52,6 @@ async def test_a_library_recipe_runs_to_its_end_through_the_api(
             "recipe": "qc_only",
             "params": {"volume_ml": 0.7},
             "cartridge_id": (cartridge := fresh("C")),
-            "by": "op1",
         },
     )
     assert answer.status_code == 201, answer.text
@@ -63,7 +72,7 @@ async def test_a_library_recipe_runs_to_its_end_through_the_api(
     assert done["visits"] == {"qc_sample": 1, "passed" if passed else "out_of_range": 1}
     assert [j["phase"] for j in done["jobs"]] == ["released"]
     assert done["location"] == "OutputPort" and done["deviations"] == []
-    assert done["waiting"] is None and done["created_by"] == "op1"
+    assert done["waiting"] is None and done["created_by"] == "tester"
 
     types = [r["type"] for r in await records(api, batch_id)]
     assert types[:3] == ["BatchCreated", "CommandIssued", "Admitted"]
@@ -106,7 +115,7 @@ async def test_every_command_is_accepted_or_refused_with_the_reason_and_journale
     assert (await command(api, batch_id, "pause"))["state"] == "Pausing"
     await refuse("pause", "Pausing")
     await refuse("resume", "Pausing")
-    await command(api, batch_id, "stop", role="supervisor", reason="test")
+    await command(api, batch_id, "stop", reason="test")
     await in_state(api, batch_id, "Stopped")
     await refuse("stop", "Stopped")
     await refuse("abort", "Stopped")
@@ -114,7 +123,7 @@ async def test_every_command_is_accepted_or_refused_with_the_reason_and_journale
     await refuse("reset", "Idle")
     await refuse("abort", "Idle")
     assert (await command(api, batch_id, "start"))["state"] == "Running"
-    await command(api, batch_id, "abort", role="supervisor", reason="test")
+    await command(api, batch_id, "abort", reason="test")
     aborted = await in_state(api, batch_id, "Aborted")
     assert aborted["run"] == 2
 
@@ -144,7 +153,7 @@ async def test_pause_takes_effect_at_a_step_boundary_and_resume_goes_on(
 
 
 async def test_confirm_names_the_field_it_refuses_and_then_goes_on(
-    api: httpx.AsyncClient, sim_cell: SimTwins
+    api: httpx.AsyncClient, api_daemon: RunningDaemon, sim_cell: SimTwins
 ) -> None:
     batch = await start_batch(api, "confirm_gate")
     batch_id = batch["batch_id"]
@@ -159,28 +168,29 @@ async def test_confirm_names_the_field_it_refuses_and_then_goes_on(
     listed = {b["batch_id"]: b for b in (await api.get("/batches")).json()}
     assert listed[batch_id]["waiting"]["role"] == "supervisor"
 
-    async def confirm(status: int, **body: Any) -> dict[str, Any]:
-        answer = await api.post(f"/batches/{batch_id}/confirm", json=body)
+    async def confirm(status: int, who: str = "sup1", **body: Any) -> dict[str, Any]:
+        async with client_for(api_daemon.url, api_daemon.token(who)) as client:
+            answer = await client.post(f"/batches/{batch_id}/confirm", json=body)
         assert answer.status_code == status, answer.text
         return answer.json()  # type: ignore[no-any-return]
 
-    wrong_role = await confirm(403, step="label_check", by="op1", role="operator")
+    wrong_role = await confirm(403, "op1", step="label_check", reason="checked")
     assert (wrong_role["error"], wrong_role["field"]) == ("forbidden", "role")
     assert "supervisor" in wrong_role["detail"]
-    wrong_step = await confirm(409, step="done", by="sup1", role="supervisor")
+    wrong_step = await confirm(409, step="done", reason="checked")
     assert wrong_step["field"] == "step" and "label_check" in wrong_step["detail"]
-    assert (await confirm(422, step="label_check", by="sup1", role="janitor"))["field"] == "role"
-    assert (await confirm(422, step="label_check", role="supervisor"))["field"] == "by"
-    assert (await confirm(422, step="label_check", by="", role="supervisor"))["field"] == "by"
-    extra = await confirm(422, step="label_check", by="s", role="supervisor", sign=True)
+    assert (await confirm(422, step="label_check"))["field"] == "reason"
+    assert (await confirm(422, step="label_check", reason="  "))["field"] == "reason"
+    assert (await confirm(422, step="label_check", reason="ok", by="sup1"))["field"] == "by"
+    extra = await confirm(422, step="label_check", reason="ok", sign=True)
     assert extra["field"] == "sign"
     assert (await api.get(f"/batches/{batch_id}")).json()["confirmation"] is None
 
-    confirmed = await confirm(200, step="label_check", by="sup1", role="supervisor", note="ok")
+    confirmed = await confirm(200, step="label_check", reason="ok")
     assert confirmed["confirmation"] == {"by": "sup1", "role": "supervisor", "note": "ok"}
     done = await in_state(api, batch_id, "Complete")
     assert done["waiting"] is None and done["outcome"] == "completed"
-    assert (await confirm(409, step="label_check", by="sup1", role="supervisor"))["field"] == "step"
+    assert (await confirm(409, step="label_check", reason="ok"))["field"] == "step"
 
 
 @pytest.mark.parametrize(
@@ -188,8 +198,8 @@ async def test_confirm_names_the_field_it_refuses_and_then_goes_on(
     [
         ("GET", "/batches/B9999-ZZZ", None),
         ("GET", "/batches/B9999-ZZZ/records", None),
-        ("POST", "/batches/B9999-ZZZ/commands/hold", {"by": "x"}),
-        ("POST", "/batches/B9999-ZZZ/confirm", {"step": "s", "by": "x", "role": "qa"}),
+        ("POST", "/batches/B9999-ZZZ/commands/hold", {"reason": "x"}),
+        ("POST", "/batches/B9999-ZZZ/confirm", {"step": "s", "reason": "x"}),
         ("GET", "/events?batch=B9999-ZZZ", None),
     ],
 )
@@ -222,15 +232,15 @@ async def test_an_unknown_batch_is_404_naming_batch_id(
         ({"priority": 5000}, 422, "priority", "1000"),
         ({"priority": 1.5}, 422, "priority", "integer"),
         ({"shuttle": "shuttle9"}, 422, "shuttle", "no shuttle 'shuttle9'"),
-        ({"by": "a\nb"}, 422, "by", "pattern"),
-        ({"by": "x" * 65}, 422, "by", "64"),
+        ({"reason": "a\nb"}, 422, "reason", "pattern"),
+        ({"by": "someone"}, 422, "by", "Extra inputs"),
         ({"owner": "me"}, 422, "owner", "Extra inputs"),
     ],
 )
 async def test_a_start_request_that_cannot_start_names_its_field(
     api: httpx.AsyncClient, change: dict[str, Any], status: int, field: str, words: str
 ) -> None:
-    body = {"recipe": "qc_only", "cartridge_id": fresh("C"), "by": "tester", **change}
+    body = {"recipe": "qc_only", "cartridge_id": fresh("C"), **change}
     answer = await api.post("/batches", json=body)
     assert answer.status_code == status, answer.text
     error = answer.json()
@@ -240,7 +250,7 @@ async def test_a_start_request_that_cannot_start_names_its_field(
 async def test_one_cartridge_one_live_batch(api: httpx.AsyncClient) -> None:
     first = await start_batch(api)
     again = await api.post(
-        "/batches", json={"recipe": "qc_only", "cartridge_id": first["cartridge_id"], "by": "t"}
+        "/batches", json={"recipe": "qc_only", "cartridge_id": first["cartridge_id"]}
     )
     assert again.status_code == 409
     assert again.json()["field"] == "cartridge_id"

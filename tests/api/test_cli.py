@@ -8,6 +8,8 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -15,15 +17,49 @@ import pytest
 
 from daemon.cli.batch import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, typed
 from tests.support import HANG_GUARD, fresh
-from tests.support.daemon import RunningDaemon, SimTwins, batch_until, insert_cartridge
+from tests.support.daemon import (
+    PASSWORD,
+    RunningDaemon,
+    SimTwins,
+    batch_until,
+    insert_cartridge,
+)
 
 CELLFAB = str(Path(sys.executable).with_name("cellfab"))
 
 
-def cellfab(*args: str, timeout: float = HANG_GUARD) -> subprocess.CompletedProcess[str]:
+def cellfab(
+    *args: str, timeout: float = HANG_GUARD, password: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``cellfab batch ARGS``; ``password`` is typed on standard input (a signature)."""
     return subprocess.run(
-        [CELLFAB, "batch", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [CELLFAB, "batch", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        input=None if password is None else password + "\n",
     )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def signed_in(
+    api_daemon: RunningDaemon, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """``cellfab login`` as tester, once: the token file in a config folder of its own."""
+    config = tmp_path_factory.mktemp("config")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CONFIG_HOME", str(config))
+        done = subprocess.run(
+            [CELLFAB, "login", "--user", "tester", "--api", api_daemon.url],
+            input=PASSWORD + "\n",
+            capture_output=True,
+            text=True,
+            timeout=HANG_GUARD,
+            check=False,
+        )
+        assert done.returncode == EXIT_OK, done.stderr
+        yield
 
 
 def free_port() -> int:
@@ -39,13 +75,13 @@ async def test_start_list_show_hold_restart(
     cartridge = fresh("C")
     started = await asyncio.to_thread(
         cellfab, "start", "qc_only", "--cartridge", cartridge, "--param", "volume_ml=0.6",
-        "--by", "op7", "--api", url,
+        "--api", url,
     )  # fmt: skip
     assert started.returncode == EXIT_OK, started.stderr
     batch_id = started.stdout.split()[0]
     assert "Running" in started.stdout and cartridge in started.stdout
     batch = (await api.get(f"/batches/{batch_id}")).json()
-    assert batch["params"]["volume_ml"] == 0.6 and batch["created_by"] == "op7"
+    assert batch["params"]["volume_ml"] == 0.6 and batch["created_by"] == "tester"
 
     listed = await asyncio.to_thread(cellfab, "list", "--json", "--api", url)
     assert listed.returncode == EXIT_OK
@@ -66,18 +102,28 @@ async def test_start_list_show_hold_restart(
     held = await asyncio.to_thread(cellfab, "hold", batch_id, "--reason", "check", "--api", url)
     assert held.returncode == EXIT_OK and batch_id in held.stdout
     await batch_until(api, batch_id, lambda b: b["state"] == "Held", "Held")
-    again = await asyncio.to_thread(cellfab, "hold", batch_id, "--api", url)
+    again = await asyncio.to_thread(cellfab, "hold", batch_id, "--reason", "x", "--api", url)
     assert again.returncode == EXIT_REFUSED
     assert "refused (409)" in again.stderr and "Hold is not allowed in state Held" in again.stderr
-    as_json = await asyncio.to_thread(cellfab, "hold", batch_id, "--json", "--api", url)
+    as_json = await asyncio.to_thread(
+        cellfab, "hold", batch_id, "--reason", "x", "--json", "--api", url
+    )
     assert as_json.returncode == EXIT_REFUSED and json.loads(as_json.stderr)["field"] == "command"
-    restarted = await asyncio.to_thread(cellfab, "restart", batch_id, "--json", "--api", url)
+    restarted = await asyncio.to_thread(
+        cellfab, "restart", batch_id, "--reason", "checked", "--json", "--api", url
+    )
     assert restarted.returncode == EXIT_OK
     assert json.loads(restarted.stdout)["state"] in ("Restarting", "Running")
-    aborted = await asyncio.to_thread(
-        cellfab, "abort", batch_id, "--role", "supervisor", "--api", url
+    wrong = await asyncio.to_thread(
+        partial(cellfab, "abort", batch_id, "--reason", "done", "--api", url, password="nope")
     )
-    assert aborted.returncode == EXIT_OK
+    assert wrong.returncode == EXIT_REFUSED and "refused (403)" in wrong.stderr
+    aborted = await asyncio.to_thread(
+        partial(cellfab, "abort", batch_id, "--reason", "done", "--api", url, password=PASSWORD)
+    )
+    assert aborted.returncode == EXIT_OK, aborted.stderr
+    signatures = await asyncio.to_thread(cellfab, "show", batch_id, "--signatures", "--api", url)
+    assert "signed 'aborted' by Tess Ter" in signatures.stdout and "(valid)" in signatures.stdout
 
 
 async def test_watch_follows_a_batch_until_it_is_final(
@@ -117,7 +163,8 @@ def test_a_finished_batch_is_watched_at_once(api_daemon: RunningDaemon) -> None:
     url = api_daemon.url
     started = cellfab("start", "qc_only", "--cartridge", fresh("C"), "--json", "--api", url)
     batch_id = json.loads(started.stdout)["batch_id"]
-    assert cellfab("abort", batch_id, "--api", url).returncode == EXIT_OK
+    aborted = cellfab("abort", batch_id, "--reason", "x", "--api", url, password=PASSWORD)
+    assert aborted.returncode == EXIT_OK, aborted.stderr
     watched = cellfab("watch", batch_id, "--api", url)  # Aborting or Aborted: it ends
     assert watched.returncode == EXIT_OK and "Aborted" in watched.stdout
 
@@ -133,7 +180,7 @@ def test_a_finished_batch_is_watched_at_once(api_daemon: RunningDaemon) -> None:
         (("start", "no_such", "--cartridge", "C-X3"), "no recipe no_such"),
         (("start", "qc_only", "--cartridge", "bad id"), "cartridge_id"),
         (("show", "B9999-ZZZ"), "no batch 'B9999-ZZZ'"),
-        (("confirm", "B9999-ZZZ", "step", "--role", "qa"), "no batch"),
+        (("confirm", "B9999-ZZZ", "step", "--reason", "ok"), "no batch"),
     ],
 )
 def test_a_refusal_is_exit_1_with_the_daemons_words(
@@ -152,7 +199,8 @@ def test_a_refusal_is_exit_1_with_the_daemons_words(
         ("start", "qc_only", "--cartridge", "C1", "--params-json", "[1]"),
         ("list", "--api", "ftp://example"),
         ("hold",),
-        ("confirm", "B1", "s"),  # no --role
+        ("confirm", "B1", "s"),  # no --reason
+        ("stop", "B1"),  # no --reason
         ("nope",),
     ],
 )

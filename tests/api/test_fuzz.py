@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from daemon.api import schemas
-from tests.support.daemon import RunningDaemon
+from daemon.api import schemas, schemas_control
+from tests.support.daemon import PASSWORD, RunningDaemon
 
 SETTINGS = settings(
     max_examples=40,
@@ -63,7 +63,10 @@ plausible = {
     "recipe": st.sampled_from(["qc_only", "confirm_gate", "car_t_rapid_3day", "broken_steps"]),
     "version": st.sampled_from(["1.0", "2.0"]),
     "cartridge_id": st.from_regex(r"FZ[A-Za-z0-9._-]{1,10}", fullmatch=True),
-    "by": st.sampled_from(["op1", "sup1"]),
+    "reason": st.sampled_from(["checked", "fuzz"]),
+    "password": st.sampled_from(["correct horse battery staple", "wrong password!"]),
+    "name": st.sampled_from(["op1", "nobody", "qa1"]),
+    "roles": st.lists(st.sampled_from(["operator", "qa", "janitor"]), max_size=3),
     "role": st.sampled_from(["operator", "supervisor", "qa", "admin"]),
     "step": st.sampled_from(["label_check", "done", "qc_sample"]),
     "priority": st.integers(-1001, 1001),
@@ -97,13 +100,17 @@ path_parts = st.text(min_size=1, max_size=40) | hostile_text.filter(bool) | st.j
 
 @pytest.fixture(scope="module")
 def client(api_daemon: RunningDaemon) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_daemon.url, timeout=30) as c:
+    headers = {"authorization": f"Bearer {api_daemon.token('tester')}"}
+    with httpx.Client(base_url=api_daemon.url, timeout=30, headers=headers) as c:
         yield c
     # leave no fuzzed batch waiting for a cartridge that never comes
-    with httpx.Client(base_url=api_daemon.url, timeout=30) as c:
+    with httpx.Client(base_url=api_daemon.url, timeout=30, headers=headers) as c:
         for b in c.get("/batches").json():
             if b["state"] not in ("Complete", "Stopped", "Aborted", "Aborting"):
-                c.post(f"/batches/{b['batch_id']}/commands/abort", json={"by": "fuzz"})
+                c.post(
+                    f"/batches/{b['batch_id']}/commands/abort",
+                    json={"reason": "fuzz over", "password": PASSWORD},
+                )
 
 
 def check(answer: httpx.Response) -> None:
@@ -149,6 +156,71 @@ def test_command_bodies(client: httpx.Client, data: st.DataObject, command: str,
 def test_confirm_bodies(client: httpx.Client, data: st.DataObject, body: Any) -> None:
     batch_id = data.draw(st.sampled_from(_existing(client)) | path_parts)
     check(post(client, f"/batches/{quote(batch_id, safe='')}/confirm", body))
+
+
+@pytest.fixture(scope="module")
+def admin(api_daemon: RunningDaemon) -> Iterator[httpx.Client]:
+    headers = {"authorization": f"Bearer {api_daemon.token('admin1')}"}
+    with httpx.Client(base_url=api_daemon.url, timeout=30, headers=headers) as c:
+        yield c
+
+
+@SETTINGS
+@given(body=bodies(schemas_control.LoginIn))
+def test_login_bodies(client: httpx.Client, body: Any) -> None:
+    answer = post(client, "/auth/login", body)
+    check(answer)
+    assert answer.status_code in (200, 401, 422), answer.text
+
+
+@SETTINGS
+@given(
+    data=st.data(),
+    route=st.sampled_from(["release", "commands/stop", "commands/abort", "confirm"]),
+    body=bodies(schemas.ReleaseIn),
+)
+def test_signature_bodies(client: httpx.Client, data: st.DataObject, route: str, body: Any) -> None:
+    batch_id = data.draw(st.sampled_from(_existing(client)) | path_parts)
+    check(post(client, f"/batches/{quote(batch_id, safe='')}/{route}", body))
+
+
+@SETTINGS
+@given(
+    data=st.data(),
+    route=st.sampled_from(["submit", "approve", "retire"]),
+    body=bodies(schemas_control.SubmitIn) | bodies(schemas_control.SignIn),
+)
+def test_recipe_lifecycle_bodies(
+    client: httpx.Client, data: st.DataObject, route: str, body: Any
+) -> None:
+    sha = data.draw(st.sampled_from(["0" * 64, "ab" * 32]) | path_parts)
+    path = "/recipes/submit" if route == "submit" else f"/recipes/{quote(sha, safe='')}/{route}"
+    check(post(client, path, body))
+
+
+@SETTINGS
+@given(
+    data=st.data(),
+    route=st.sampled_from(["", "/disable", "/enable", "/unlock", "/password", "/roles"]),
+    body=bodies(schemas_control.UserIn) | bodies(schemas_control.PasswordIn),
+)
+def test_user_bodies(admin: httpx.Client, data: st.DataObject, route: str, body: Any) -> None:
+    name = data.draw(st.sampled_from(["nobody", "fz.user"]) | path_parts)
+    path = "/users" if not route else f"/users/{quote(name, safe='')}{route}"
+    check(post(admin, path, body))
+
+
+@SETTINGS
+@given(
+    header=st.text(max_size=80) | st.sampled_from(["Bearer", "Bearer ", "Basic x", "bearer cf1_x"])
+)
+def test_authorization_headers(client: httpx.Client, header: str) -> None:
+    try:
+        answer = client.get("/batches", headers={"authorization": header})
+    except (httpx.LocalProtocolError, UnicodeEncodeError):
+        return  # httpx itself refuses to send it
+    check(answer)
+    assert answer.status_code in (200, 401), answer.text
 
 
 @SETTINGS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from drivers import icd
-from tests.support.daemon import RunningDaemon, SimTwins, batch_until, start_batch
+from tests.support.daemon import PASSWORD, RunningDaemon, SimTwins, batch_until, start_batch
 
 
 async def test_the_instruments_view_shows_the_twins_units_ports_and_slots(
@@ -42,7 +42,8 @@ async def test_the_queue_answers_what_waits_and_what_is_reserved(api: httpx.Asyn
     assert set(queue) == {"pending", "reserved", "parking", "vacating", "transport"}
     assert batch_id not in {p["batch"] for p in queue["pending"]}
     assert batch_id not in queue["reserved"].values()
-    answer = await api.post(f"/batches/{batch_id}/commands/abort", json={"by": "t"})
+    body = {"reason": "test over", "password": PASSWORD}
+    answer = await api.post(f"/batches/{batch_id}/commands/abort", json=body)
     assert answer.status_code == 200
     await batch_until(api, batch_id, lambda b: b["state"] == "Aborted", "Aborted")
 
@@ -67,18 +68,34 @@ async def test_openapi_describes_every_route_and_its_error_body(api: httpx.Async
         "/batches/{batch_id}/commands/{command}",
         "/batches/{batch_id}/confirm",
         "/batches/{batch_id}/records",
+        "/batches/{batch_id}/release",
+        "/batches/{batch_id}/signatures",
         "/recipes",
+        "/recipes/submit",
+        "/recipes/{sha256}/approve",
+        "/recipes/{sha256}/retire",
         "/recipes/validate",
         "/recipes/{name}",
         "/instruments",
         "/instruments/queue",
         "/health",
         "/events",
+        "/auth/login",
+        "/auth/logout",
+        "/auth/me",
+        "/auth/password",
+        "/users",
+        "/users/{name}/disable",
+        "/users/{name}/enable",
+        "/users/{name}/unlock",
+        "/users/{name}/password",
+        "/users/{name}/roles",
+        "/audit",
     }
     assert "ErrorOut" in doc["components"]["schemas"]
     start = doc["components"]["schemas"]["StartIn"]
     assert start["additionalProperties"] is False
-    assert start["properties"]["by"]["maxLength"] == 64
+    assert start["properties"]["reason"]["maxLength"] == 1000 and "by" not in start["properties"]
     for path, item in doc["paths"].items():
         for method, op in item.items():
             for status, response in op["responses"].items():

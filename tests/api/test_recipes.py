@@ -44,9 +44,7 @@ async def test_the_library_lists_every_file_with_its_hash_or_its_diagnostics(
 
 
 async def test_a_file_that_does_not_load_cannot_start_a_batch(api: httpx.AsyncClient) -> None:
-    answer = await api.post(
-        "/batches", json={"recipe": "broken_steps", "cartridge_id": "C-B1", "by": "t"}
-    )
+    answer = await api.post("/batches", json={"recipe": "broken_steps", "cartridge_id": "C-B1"})
     assert answer.status_code == 404 and answer.json()["field"] == "recipe"
 
 

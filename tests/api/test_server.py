@@ -9,6 +9,7 @@ import contextlib
 import datetime
 import ipaddress
 import json
+import os
 import socket
 import ssl
 import stat
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -31,6 +33,8 @@ from daemon.api.server import SOCKET_MODE, ApiStartError
 from daemon.config.model import Api
 from tests.support import HANG_GUARD
 from tests.support.daemon import (
+    PASSWORD,
+    STAFF,
     SimTwins,
     client_for,
     daemon_site,
@@ -72,18 +76,29 @@ async def test_the_api_on_a_unix_socket_is_0660_and_removed_at_stop(
         assert running.url == f"unix:{path}"
         mode = path.lstat().st_mode
         assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == SOCKET_MODE == 0o660
-        async with client_for(running.url) as api:
+        running.hire({"op1": STAFF["op1"]})
+        async with client_for(running.url, running.token("op1")) as api:
             assert (await api.get("/health")).json()["status"] == "serving"
-            answer = await api.post("/batches/B0001-XXX/commands/hold", json={"by": "t"})
+            answer = await api.post("/batches/B0001-XXX/commands/hold", json={"reason": "t"})
             assert answer.status_code == 404
-        listed = await asyncio.to_thread(
-            subprocess.run,
-            [CELLFAB, "batch", "list", "--json", "--api", running.url],
-            capture_output=True,
-            text=True,
-            timeout=HANG_GUARD,
-        )
-        assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
+        env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+        for args, typed in (
+            (["login", "--user", "op1", "--api", running.url], PASSWORD + "\n"),
+            (["batch", "list", "--json", "--api", running.url], None),
+        ):
+            done = await asyncio.to_thread(
+                partial(
+                    subprocess.run,
+                    [CELLFAB, *args],
+                    input=typed,
+                    capture_output=True,
+                    text=True,
+                    timeout=HANG_GUARD,
+                    env=env,
+                )
+            )
+            assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == []
     assert not path.exists()
 
 
@@ -177,7 +192,8 @@ async def test_the_daemon_stops_cleanly_with_an_event_stream_open(
     running = context.__enter__()
     stopped = False
     try:
-        async with client_for(running.url) as api:
+        running.hire({"op1": STAFF["op1"]})
+        async with client_for(running.url, running.token("op1")) as api:
             lines: list[str] = []
 
             async def read() -> None:

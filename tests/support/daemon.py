@@ -8,18 +8,22 @@
   daemon that does not stop, or that crashed, fails the test.
 * ``daemon_site(twins, journal, ...)``: a site for the twins with the repository's
   recipe library (and ``extra_recipes``), unapproved recipes allowed (the library's
-  recipes are drafts), the API on 127.0.0.1 port 0.
+  recipes are not approved in a test journal; tests of approval turn it off), cheap
+  password hashes (a simulated site), the API on 127.0.0.1 port 0.
 * ``api_daemon`` (module): one such daemon per test module, journal in a temporary
   folder, offering the folders of ``daemon_recipes`` (a fixture a suite overrides)
-  too; ``api`` (function): an ``httpx.AsyncClient`` on its bound address;
+  too, with the ``STAFF`` as users, each signed in once (``RunningDaemon.token``);
+  ``api`` (function): an ``httpx.AsyncClient`` on its bound address signed in as
+  ``tester`` (operator, supervisor and qa: the tests of batches act in every role);
+  ``client_for(url, token=...)`` signs in as anyone;
 * ``LocalDaemon(build(site))``: the same daemon served on the test's own loop, for
   engine tests that reach the engine directly (``tests/engine``);
 * ``start_batch``, ``batch_until``, ``insert_cartridge``: the steps tests take over
   HTTP (the cartridge goes in through the twin's controls, the physical world).
 
 Tests talk to the daemon over real HTTP only; they touch ``RunningDaemon.daemon`` only
-through ``RunningDaemon.call`` (on the daemon's own loop), and only for what the API
-cannot show (the bus's limits, for example).
+through ``RunningDaemon.call`` / ``run`` (on the daemon's own loop), and only for what
+the API cannot show (the bus's limits, making the staff).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -37,6 +42,7 @@ import httpx
 import pytest
 from asyncua import Client
 
+from daemon.audit.entries import Act, Actor
 from daemon.config import Site, sim_site
 from daemon.supervisor import Daemon, build, serve
 from simulators.cell import SimCell, SimConfig
@@ -50,6 +56,16 @@ TIME_SCALE: Final = 20_000.0  # process seconds per wall second: qc_only takes a
 ROOT: Final = Path(__file__).resolve().parents[2]
 LIBRARY: Final = ROOT / "recipes"
 UNIX_BASE: Final = "http://cellfab"
+PASSWORD: Final = "correct horse battery staple"  # every test user's (policy: >= 12)
+# user name -> (printed name, roles): the people of a test daemon
+STAFF: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
+    "tester": ("Tess Ter", ("operator", "supervisor", "qa")),
+    "op1": ("Olga Perez", ("operator",)),
+    "sup1": ("Sam Upton", ("supervisor",)),
+    "qa1": ("Quinn Adams", ("qa",)),
+    "qa2": ("Quentin Abel", ("qa",)),
+    "admin1": ("Ada Min", ("admin",)),
+}
 
 
 @dataclass
@@ -105,13 +121,18 @@ def daemon_site(
         api_bind=api_bind,
     )
     policy = site.policy.model_copy(update={"allow_unapproved_recipes": True})
-    return site.model_copy(update={"policy": policy, **changes})
+    argon2 = site.auth.argon2.model_copy(
+        update={"time_cost": 1, "memory_kib": 1024, "parallelism": 1}
+    )
+    auth = site.auth.model_copy(update={"argon2": argon2})
+    return site.model_copy(update={"policy": policy, "auth": auth, **changes})
 
 
 @dataclass
 class RunningDaemon:
     daemon: Daemon
     loop: BackgroundLoop
+    tokens: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -124,6 +145,26 @@ class RunningDaemon:
             return fn()
 
         return self.loop.run(run(), timeout=HANG_GUARD)
+
+    def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """``await fn()`` on the daemon's loop."""
+
+        async def run() -> T:
+            return await fn()
+
+        return self.loop.run(run(), timeout=HANG_GUARD)
+
+    def hire(self, staff: dict[str, tuple[str, tuple[str, ...]]] = STAFF) -> None:
+        """Add the users of ``staff`` (password ``PASSWORD``) and sign each in once."""
+        directory = self.daemon.directory
+        act = Act(Actor("local:tests"), "the test staff")
+        for name, (full_name, roles) in staff.items():
+            self.run(lambda n=name, f=full_name, r=roles: directory.add(act, n, f, r, PASSWORD))
+            token, _ = self.run(lambda n=name: directory.login(n, PASSWORD))
+            self.tokens[name] = token
+
+    def token(self, name: str) -> str:
+        return self.tokens[name]
 
 
 @contextlib.contextmanager
@@ -203,12 +244,16 @@ def api_daemon(
     journal = tmp_path_factory.mktemp("daemon") / "journal.sqlite"
     site = daemon_site(sim_cell, journal, extra_recipes=daemon_recipes)
     with running_daemon(site) as running:
+        running.hire()
         yield running
 
 
-def client_for(url: str, **kwargs: Any) -> httpx.AsyncClient:
-    """An HTTP client for an API URL (``http://...``, ``https://...`` or ``unix:PATH``)."""
+def client_for(url: str, token: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
+    """An HTTP client for an API URL (``http://...``, ``https://...`` or ``unix:PATH``),
+    signed in with ``token`` when given."""
     kwargs.setdefault("timeout", HANG_GUARD)
+    if token is not None:
+        kwargs["headers"] = {**kwargs.get("headers", {}), "authorization": f"Bearer {token}"}
     if url.startswith("unix:"):
         transport = httpx.AsyncHTTPTransport(uds=url.removeprefix("unix:"))
         return httpx.AsyncClient(base_url=UNIX_BASE, transport=transport, **kwargs)
@@ -217,7 +262,7 @@ def client_for(url: str, **kwargs: Any) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def api(api_daemon: RunningDaemon) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(api_daemon.url) as client:
+    async with client_for(api_daemon.url, api_daemon.token("tester")) as client:
         yield client
 
 
@@ -227,7 +272,6 @@ async def start_batch(
 ) -> dict[str, Any]:
     """POST /batches (a fresh cartridge id unless given); asserts 201; the batch."""
     body.setdefault("cartridge_id", fresh("C"))
-    body.setdefault("by", "tester")
     answer = await api.post("/batches", json={"recipe": recipe, **body})
     assert answer.status_code == 201, answer.text
     return answer.json()  # type: ignore[no-any-return]
