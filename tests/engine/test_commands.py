@@ -17,7 +17,7 @@ from daemon.batch.states import Command as C
 from daemon.journal import records as r
 from daemon.supervisor import Daemon
 from drivers.icd import UnitState
-from tests.engine.conftest import Cell, new_cartridge, recipe, until
+from tests.engine.conftest import Cell, new_cartridge, recipe, signed, until
 
 
 async def _running_program(daemon: Daemon, cell: Cell) -> tuple[str, str]:
@@ -65,14 +65,17 @@ async def test_hold_and_restart_reach_the_instrument(daemon: Daemon, cell: Cell)
     assert [(x.command, x.detail) for x in refused] == [
         ("Pause", "Pause is not allowed in state Held (allowed: Stop, Restart, Abort)")
     ]
-    await engine.command(bid, C.ABORT, by="sup")
+    await engine.command(bid, C.ABORT, by="sup", act=signed("sup", "aborted"))
     await until(engine, bid, "Aborted", lambda x: x.state is S.ABORTED)
 
 
 async def test_stop_keeps_outputs_and_hands_the_cartridge_out(daemon: Daemon, cell: Cell) -> None:
     engine = daemon.engine
     bid, unit = await _running_program(daemon, cell)
-    await engine.command(bid, C.STOP, by="sup", role="supervisor", reason="end of campaign")
+    await engine.command(
+        bid, C.STOP, by="sup", role="supervisor", reason="end of campaign",
+        act=signed("sup", "stopped", "end of campaign"),
+    )  # fmt: skip
     b = await until(engine, bid, "Stopped", lambda x: x.state is S.STOPPED)
     assert b.task is not None and b.task.kind == "move" and b.location == "OutputPort"
     ended = [
@@ -91,7 +94,9 @@ async def test_stop_keeps_outputs_and_hands_the_cartridge_out(daemon: Daemon, ce
 async def test_abort_aborts_clears_and_hands_out(daemon: Daemon, cell: Cell) -> None:
     engine = daemon.engine
     bid, unit = await _running_program(daemon, cell)
-    await engine.command(bid, C.ABORT, by="sup", reason="contamination suspected")
+    await engine.command(
+        bid, C.ABORT, by="sup", reason="contamination suspected", act=signed("sup", "aborted")
+    )
     b = await until(engine, bid, "Aborted", lambda x: x.state is S.ABORTED)
     ended = [
         rec for _s, rec in daemon.journal.batch_records(bid) if isinstance(rec, r.ProgramEnded)

@@ -14,7 +14,7 @@ from daemon.journal import records as r
 from daemon.supervisor import Daemon, build
 from drivers.icd import UnitState
 from drivers.opcua import OpcUaShuttle, SecurityConfig
-from tests.engine.conftest import Cell, new_cartridge, recipe, site_for, until
+from tests.engine.conftest import Cell, new_cartridge, recipe, signed, site_for, until
 from tests.support import eventually, task_id
 from tests.support.daemon import LocalDaemon, SimTwins
 
@@ -132,7 +132,9 @@ async def test_a_foreign_cartridge_in_the_bay_is_never_processed(
     assert [i.step for i in _records(daemon, b.batch_id, r.ProgramIntent)] == ["activate"]
     status = await rogue.unit_status(bay)
     assert status.cartridge_id == foreign and not status.task_id.startswith(b.batch_id + "/grow")
-    await engine.command(b.batch_id, C.ABORT, by="sup", reason="identity")
+    await engine.command(
+        b.batch_id, C.ABORT, by="sup", reason="identity", act=signed("sup", "aborted")
+    )
     await rogue.move(foreign, "OutputPort", task_id("R"))
 
 
