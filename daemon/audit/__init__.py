@@ -5,8 +5,8 @@ change a person makes (and the engine's own holds), with the electronic signatur
 21 CFR Part 11 inside the rows they sign. The modules, one owner each:
 
 * ``chain``: the row format, the canonical JSON, the hash chain and the ONE insert
-  (``append_rows``: grep for ``INSERT INTO audit``; nothing updates or deletes a row, and
-  the schema's triggers refuse both);
+  (``append_rows``: its statement is the only insert into the table anywhere; nothing
+  updates or deletes a row, and the schema's triggers refuse both);
 * ``entries``: ``Actor``, ``Entry`` (a row to be written), ``Act`` (a person's request as
   the engine passes it on), and the reading side (``AuditRow``, ``read_rows``);
 * ``signatures``: ``SignatureDraft`` (what a signer signs: meaning, object, content),

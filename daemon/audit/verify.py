@@ -131,7 +131,7 @@ def _chain(rows: list[_Row], report: AuditReport) -> None:
             )
         elif not linked and i not in explained:
             if j is not None and j > i:
-                explained.add(j)
+                explained.update((j, j + 1))  # the moved row and the one after it
                 report.add(
                     "reordered",
                     row.seq,
