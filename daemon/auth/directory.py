@@ -223,14 +223,10 @@ class Directory:
     def authenticate(self, token: str) -> Session:
         """The session of a bearer token; RequestRefused 401 saying why not."""
         entry = self._s.tokens.get(digest_of(token))
-        if entry is None or entry.revoked:
+        if entry is None:
             raise RequestRefused(
-                "not signed in (the token is unknown or was revoked): cellfab login",
-                "authorization",
-                401,
+                "not signed in (the token is unknown): cellfab login", "authorization", 401
             )
-        if entry.expires_at <= self.clock():
-            raise RequestRefused("the sign-in expired: cellfab login again", "authorization", 401)
         user = self._s.users[entry.user_id]
         if not user.enabled or user.locked:
             raise RequestRefused(
@@ -238,6 +234,12 @@ class Directory:
                 "authorization",
                 401,
             )
+        if entry.revoked:
+            raise RequestRefused(
+                "not signed in (the token was revoked): cellfab login", "authorization", 401
+            )
+        if entry.expires_at <= self.clock():
+            raise RequestRefused("the sign-in expired: cellfab login again", "authorization", 401)
         return Session(user, digest_of(token), entry.expires_at)
 
     async def login(self, name: str, password: str) -> tuple[str, Session]:
