@@ -104,7 +104,7 @@ class Engine:
         self._changes: dict[str, _Broadcast] = {}
         self._create_lock = asyncio.Lock()
         self._next_batch = 1
-        self._next_job = 1
+        self._next_job = 1  # this journal's next job number (see ids.job_seq)
         self._tg: anyio.abc.TaskGroup | None = None
         self._running: set[str] = set()
         self._followed: set[int] = set()
@@ -129,7 +129,7 @@ class Engine:
                 number = int(rec.batch_id[1:].split("-", 1)[0])
                 self._next_batch = max(self._next_batch, number + 1)
             elif isinstance(rec, r.JobIntent):
-                self._next_job = max(self._next_job, rec.job_seq + 1)
+                self._next_job = max(self._next_job, ids.job_number(rec.job_seq) + 1)
         for bid in self.batches:
             self._init_batch(bid)
         self.loaded = True
@@ -437,7 +437,7 @@ class Engine:
                 return await self._commit_locked(batch_id, [rec])
 
     def next_job_seq(self) -> int:
-        seq = self._next_job
+        seq = ids.job_seq(self.journal.instance, self._next_job)
         self._next_job += 1
         return seq
 
