@@ -64,8 +64,9 @@ RESULT_ENDED = frozenset(
 )
 
 
-class HoldBatch(Exception):
-    """Record a deviation and hold the batch (system hold)."""
+class Deviated(Exception):
+    """Something departed from the process: ``kind`` and ``message`` become a Deviation
+    record (``record``); the subclass says what the runner does next."""
 
     def __init__(
         self, kind: str, message: str, *, unit: str = "", task_id: str = "", instrument: str = ""
@@ -77,16 +78,19 @@ class HoldBatch(Exception):
         self.task_id = task_id
         self.instrument = instrument
 
+    async def record(self, engine: Engine, batch_id: str, prefix: str = "") -> Batch:
+        return await deviation(
+            engine, batch_id, self.kind, prefix + self.message, unit=self.unit, task_id=self.task_id
+        )
 
-class StepFault(Exception):
-    """The step failed (program faulted, job failed, guard error, max_visits)."""
 
-    def __init__(self, kind: str, message: str, *, unit: str = "", task_id: str = "") -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.unit = unit
-        self.task_id = task_id
+class HoldBatch(Deviated):
+    """Record a deviation and hold the batch (system hold)."""
+
+
+class StepFault(Deviated):
+    """The step failed (program faulted, job failed, guard error, max_visits): a deviation,
+    then the step's ``on_fault``."""
 
 
 # --------------------------------------------------------------------------- calls
@@ -270,9 +274,7 @@ async def park(engine: Engine, batch_id: str, to: str) -> None:
             try:
                 await move_to(engine, batch_id, to, step=engine.batch(batch_id).step)
             except HoldBatch as exc:
-                await deviation(
-                    engine, batch_id, exc.kind, f"while parking: {exc.message}", task_id=exc.task_id
-                )
+                await exc.record(engine, batch_id, "while parking: ")
     finally:
         engine.scheduler.parked(batch_id, b.shuttle, origin, to)
 
@@ -490,7 +492,7 @@ async def follow_job(engine: Engine, batch_id: str, job_seq: int) -> None:
             except HoldBatch as exc:
                 # the analyzer is unreachable: the job runs on without us; wait for the link
                 if exc.kind != "link":
-                    await deviation(engine, batch_id, exc.kind, exc.message)
+                    await exc.record(engine, batch_id)
                     await engine.commit(
                         batch_id,
                         r.JobEnded(batch_id=batch_id, job_seq=job_seq, state="failed"),

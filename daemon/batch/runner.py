@@ -110,10 +110,7 @@ class BatchRunner:
                 "internal",
                 f"internal error in state {b.state}: {type(exc).__name__}: {exc}",
             )
-            if target(self.b.state, Command.HOLD) is not None:
-                await self.engine.command(
-                    self.batch_id, Command.HOLD, by=SYSTEM, reason="internal error"
-                )
+            await self._hold_by_system("internal error")
         except Exception:
             log.exception("could not record an internal error", batch=self.batch_id)
         # whatever happened, do not spin: wait for the next change
@@ -222,37 +219,17 @@ class BatchRunner:
 
     # ------------------------------------------------------------------ faults
     async def _system_hold(self, hold: ex.HoldBatch) -> None:
-        await ex.deviation(
-            self.engine,
-            self.batch_id,
-            hold.kind,
-            hold.message,
-            unit=hold.unit,
-            task_id=hold.task_id,
+        await hold.record(self.engine, self.batch_id)
+        link = hold.kind == "link"
+        await self._hold_by_system(
+            f"{LINK_HOLD}{hold.instrument}" if link else f"{hold.kind}: {hold.message}"
         )
-        reason = (
-            f"{LINK_HOLD}{hold.instrument}"
-            if hold.kind == "link"
-            else f"{hold.kind}: {hold.message}"
-        )
-        if target(self.b.state, Command.HOLD) is not None:
-            await self.engine.command(self.batch_id, Command.HOLD, by=SYSTEM, reason=reason)
 
     async def _fault(self, fault: ex.StepFault) -> None:
         b = self.b
-        await ex.deviation(
-            self.engine,
-            self.batch_id,
-            fault.kind,
-            fault.message,
-            unit=fault.unit,
-            task_id=fault.task_id,
-        )
-        on_fault = (
-            getattr(self.engine.recipe_of(b).steps[b.step], "on_fault", "hold")
-            if b.step
-            else "hold"
-        )
+        await fault.record(self.engine, self.batch_id)
+        spec = self.engine.recipe_of(b).steps[b.step] if b.step else None
+        on_fault = getattr(spec, "on_fault", "hold")
         if on_fault != "hold":
             await self.commit(
                 r.StepEnded(
@@ -264,10 +241,11 @@ class BatchRunner:
                 )
             )
             return
+        await self._hold_by_system(f"{fault.kind}: {fault.message}")
+
+    async def _hold_by_system(self, reason: str) -> None:
         if target(self.b.state, Command.HOLD) is not None:
-            await self.engine.command(
-                self.batch_id, Command.HOLD, by=SYSTEM, reason=f"{fault.kind}: {fault.message}"
-            )
+            await self.engine.command(self.batch_id, Command.HOLD, by=SYSTEM, reason=reason)
 
     async def _restart_when_linked(self, b: Batch) -> None:
         instrument = b.hold_reason[len(LINK_HOLD) :]
@@ -358,14 +336,7 @@ class BatchRunner:
                 await self._end_once(stop=stop)
                 break
             except ex.HoldBatch as hold:
-                await ex.deviation(
-                    self.engine,
-                    self.batch_id,
-                    hold.kind,
-                    hold.message,
-                    unit=hold.unit,
-                    task_id=hold.task_id,
-                )
+                await hold.record(self.engine, self.batch_id)
                 if hold.instrument:
                     inst = hold.instrument
                     await self.engine.cell.wait(
