@@ -18,7 +18,9 @@ stream ``$JOURNAL_STREAM`` names (its device and inode), or this very process is
 systemd started (``$INVOCATION_ID`` set and ``$SYSTEMD_EXEC_PID`` is our pid).
 
 Structlog context variables are merged into every line: the batch engine binds
-``batch``, ``step`` and ``task_id`` in each batch's tasks (``daemon.batch.runner``).
+``batch``, ``step`` and ``task_id`` in each batch's tasks (``daemon.batch.runner``); a
+line that names a batch and no step or task (a batch created through the API) gets
+both as "", so every line of a batch has the three keys.
 
 ``--log-level`` filters our loggers; third-party loggers stay at WARNING unless the
 level is DEBUG (asyncua says a lot at INFO).
@@ -33,7 +35,7 @@ from collections.abc import Mapping
 from typing import Final, TextIO
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor
 
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 DEFAULT_LEVEL: Final = "info"
@@ -65,6 +67,7 @@ def configure(
     json = json or journal or started_by_systemd()
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        _batch_fields,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -115,6 +118,14 @@ def configure(
     quiet = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(quiet)
+
+
+def _batch_fields(_logger: object, _name: str, event: EventDict) -> EventDict:
+    """A line about a batch says its step and TaskId, "" when it is in none."""
+    if "batch" in event:
+        event.setdefault("step", "")
+        event.setdefault("task_id", "")
+    return event
 
 
 def is_journal(stream: TextIO, environ: Mapping[str, str] = os.environ) -> bool:

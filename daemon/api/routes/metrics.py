@@ -21,7 +21,7 @@ router = APIRouter(tags=["operations"])
     response_class=Response,
     responses={
         200: {
-            "description": "Prometheus text exposition format (version 0.0.4)",
+            "description": "The Prometheus text exposition format",
             "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
         }
     },
