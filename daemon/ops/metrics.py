@@ -12,7 +12,7 @@ metric                                         type       from
 ``cellfab_step_duration_seconds{kind}``        histogram  StepStarted to StepEnded, in
                                                           process seconds (the recipes'
                                                           clock; wall seconds at scale 1)
-``cellfab_driver_reconnects_total{instrument}``counter    each driver's ``reconnects``
+``cellfab_driver_reconnects_total{instrument}`` counter   each driver's ``reconnects``
 ``cellfab_instrument_up{instrument}``          gauge      the cell view's links, at scrape
 ``cellfab_journal_commit_seconds``             histogram  the journal's writer thread,
                                                           BEGIN to COMMIT (with fsync)
