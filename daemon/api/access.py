@@ -35,6 +35,7 @@ ACTIONS: Final[dict[str, str]] = {
     "instruments": "read",
     "queue": "read",
     "events": "read",
+    "metrics": "read",  # any signed-in role, as every read: decision 0092
 }
 
 

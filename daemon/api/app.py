@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from daemon.api import errors
 from daemon.api.access import authorize
 from daemon.api.events import Streams
-from daemon.api.routes import batches, events, instruments, recipes
+from daemon.api.routes import batches, events, instruments, metrics, recipes
 from daemon.api.schemas import BODY_MAX, RECIPE_BODY_MAX, ErrorOut
 from daemon.supervisor import Daemon
 
@@ -51,7 +51,7 @@ def create_app(daemon: Daemon) -> FastAPI:
     app.state.streams = Streams(daemon.bus)
     errors.install(app)
     app.add_middleware(BodyLimit, default=BODY_MAX, limits=BODY_LIMITS)
-    for module in (batches, recipes, instruments, events):
+    for module in (batches, recipes, instruments, events, metrics):
         app.include_router(module.router, responses=ERRORS)
     return app
 

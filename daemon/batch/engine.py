@@ -9,7 +9,9 @@ what the scheduler asks about cartridges (``Occupancy``).
 
 Start-up: ``load()`` replays the journal through the reducer; ``run()`` starts a runner
 for every batch that is not final. A runner resumes from what the journal says (see
-``daemon.batch.executor``): the instruments are asked, nothing is guessed.
+``daemon.batch.executor``): the instruments are asked, nothing is guessed. Once every
+runner has taken up its batch (``taken_up``: nothing the journal left open waits for an
+instrument's answer any more), ``reconciled`` is set: the daemon's readiness.
 
 Concurrency: one lock per batch serialises its commits (check, write, apply in
 journal order); different batches commit concurrently and share the journal's group
@@ -109,6 +111,8 @@ class Engine:
         self._running: set[str] = set()
         self._followed: set[int] = set()
         self.loaded = False
+        self.reconciled = anyio.Event()  # every batch of the replay taken up (taken_up)
+        self.taking_up: set[str] = set()  # batches whose runner has not yet taken them up
         cell.publish = self._on_cell
 
     def _on_cell(self, kind: str, data: dict[str, Any]) -> None:
@@ -160,10 +164,22 @@ class Engine:
             self.load()
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self.taking_up = set(self.batches)
             for bid in list(self.batches):
                 self._spawn(bid)
+            if not self.taking_up:
+                self.reconciled.set()
             task_status.started()
             await anyio.sleep_forever()
+
+    def taken_up(self, batch_id: str) -> None:
+        """Said by a runner once nothing its batch's journal left open waits for an
+        instrument's answer: no task was open, the instrument was asked about it (the
+        open program reconciled, the open move sent again), or the batch waits for a
+        person (Idle, Held, Paused, final). Repeating it is harmless."""
+        self.taking_up.discard(batch_id)
+        if not self.taking_up and self._tg is not None:
+            self.reconciled.set()
 
     def _spawn(self, batch_id: str) -> None:
         from daemon.batch.runner import BatchRunner  # runner imports the engine's types

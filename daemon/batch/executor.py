@@ -28,6 +28,9 @@ Errors become one of two exceptions for the step code: ``HoldBatch`` (a deviatio
 system Hold: lost link, identity mismatch, contradiction, unit fault, timeout) and
 ``StepFault`` (the step failed; its ``on_fault`` decides). Nothing here starts a second
 attempt to cover an unknown outcome.
+
+Log context: an announced task binds ``task_id`` for the rest of the runner's step; the
+tasks of their own (``follow_job``, ``park``) bind their batch first (``batch``, ``step``).
 """
 
 from __future__ import annotations
@@ -189,6 +192,7 @@ async def move_to(engine: Engine, batch_id: str, to: str, step: str = "") -> Non
             ),
         )
         assert b.task is not None
+        structlog.contextvars.bind_contextvars(task_id=task_id)
         await _finish_move(engine, batch_id, b.task)
     finally:
         engine.scheduler.release_transport(batch_id, shuttle)
@@ -216,6 +220,7 @@ async def _finish_move(engine: Engine, batch_id: str, t: Task) -> None:
             task_id=t.task_id,
             unit=t.unit,
         ) from exc
+    engine.taken_up(batch_id)  # an open move after a restart: sent again, answered
 
     def ended() -> str:
         if not view.up:
@@ -265,6 +270,7 @@ async def _wait_either(
 async def park(engine: Engine, batch_id: str, to: str) -> None:
     """Move an idle batch's cartridge out of a bay another batch needs."""
     b = engine.batch(batch_id)
+    structlog.contextvars.bind_contextvars(batch=batch_id, step=b.step, task_id="")
     origin = b.location
     lock = engine.cartridge_locks[batch_id]
     try:
@@ -316,6 +322,7 @@ async def start_program(
         ),
     )
     assert b.task is not None
+    structlog.contextvars.bind_contextvars(task_id=task_id)
     return await _send_start(engine, batch_id, b.task)
 
 
@@ -352,6 +359,7 @@ async def _send_start(engine: Engine, batch_id: str, t: Task) -> Task:
     b = await engine.commit(
         batch_id, r.ProgramStarted(batch_id=batch_id, task_id=t.task_id, run_id=str(run_id))
     )
+    log.info("program started", unit=t.unit, program=t.program, run_id=str(run_id))
     assert b.task is not None
     return b.task
 
@@ -404,6 +412,7 @@ async def end_program(
             fault_text=fault[1] if str(result.status) == ResultStatus.FAULTED else "",
         ),
     )
+    log.info("program ended", unit=t.unit, program=t.program, status=str(result.status))
     assert b.task is not None
     return b.task
 
@@ -482,6 +491,9 @@ async def follow_job(engine: Engine, batch_id: str, job_seq: int) -> None:
     slot. Runs as its own task: a Hold of the batch does not stop an assay."""
     key = f"{batch_id}:{job_seq}"
     job = engine.batch(batch_id).jobs[job_seq]
+    structlog.contextvars.bind_contextvars(
+        batch=batch_id, step=job.step, task_id="", job_seq=job_seq
+    )
     drv = engine.cell.analyzer_drivers[job.analyzer]
     view = engine.cell.analyzers[job.analyzer]
     try:
@@ -512,6 +524,7 @@ async def _follow_job_once(
     if job.phase == "intent":
         slot = await _submit(engine, batch_id, job_seq, drv)
         await engine.commit(batch_id, r.JobSubmitted(batch_id=batch_id, job_seq=job_seq, slot=slot))
+        log.info("job submitted", analyzer=job.analyzer, slot=slot)
         job = engine.batch(batch_id).jobs[job_seq]
     if job.phase == "submitted":
         end_states = {icd.SlotState.DONE, icd.SlotState.FAILED, icd.SlotState.ABORTED}
@@ -542,6 +555,7 @@ async def _follow_job_once(
                 results=results,
             ),
         )
+        log.info("job ended", analyzer=job.analyzer, state=state)
         job = engine.batch(batch_id).jobs[job_seq]
     if job.phase == "ended":
         try:

@@ -25,6 +25,10 @@ each change is a record the engine commits.
 
 A step that raises ``HoldBatch`` gets a deviation and a system Hold; ``StepFault`` gets a
 deviation and the step's ``on_fault`` (a step, or hold).
+
+Every log line of the runner's task (and of the driver calls it makes) carries
+``batch``, ``step`` and ``task_id`` (structlog context variables; "" outside a step or
+a task): bound here per step, and by the executor when it announces a task.
 """
 
 from __future__ import annotations
@@ -67,17 +71,31 @@ class BatchRunner:
 
     # ------------------------------------------------------------------ the loop
     async def run(self) -> None:
+        structlog.contextvars.bind_contextvars(batch=self.batch_id, step="", task_id="")
         await self.engine.cell.ready.wait()  # every instrument tried once before resuming
         while True:
             b = self.b
             try:
-                await self._once(b)
+                with structlog.contextvars.bound_contextvars(step=b.step, task_id=_open(b)):
+                    await self._once(b)
             except Exception as exc:  # a bug must not stop the other batches
                 log.exception("runner failed", batch=self.batch_id, state=b.state)
+                self.engine.taken_up(self.batch_id)  # what is left waits for a person
                 await self._internal_error(exc)
+
+    def _settled(self, b: Batch) -> None:
+        """Tell the engine when nothing open waits for an instrument (Engine.taken_up)."""
+        waits_for_a_person = b.final or b.state in (
+            BatchState.IDLE,
+            BatchState.HELD,
+            BatchState.PAUSED,
+        )
+        if waits_for_a_person or not _open(b):
+            self.engine.taken_up(self.batch_id)
 
     async def _once(self, b: Batch) -> None:
         state = b.state
+        self._settled(b)
         if b.final or state in (BatchState.IDLE, BatchState.HELD, BatchState.PAUSED):
             if b.final:
                 self.engine.scheduler.forget(self.batch_id)
@@ -145,6 +163,8 @@ class BatchRunner:
             await ex.admit(engine, self.batch_id)
         while True:
             b = self.b
+            self._settled(b)
+            structlog.contextvars.bind_contextvars(step=b.step, task_id=_open(b))
             if b.state not in ADVANCING:
                 return
             if b.outcome:
@@ -178,13 +198,16 @@ class BatchRunner:
                         detail=nxt.detail,
                     )
                 )
+            log.info("step ended", outcome=nxt.outcome, next=nxt.step)
 
     async def _enter(self, step: str) -> None:
         b = self.b
         recipe = self.engine.recipe_of(b)
         await self._check_hold_max(b)
         visit = b.visits.get(step, 0) + 1
+        structlog.contextvars.bind_contextvars(step=step, task_id="")
         await self.commit(r.StepStarted(batch_id=self.batch_id, step=step, visit=visit))
+        log.info("step started", visit=visit)
         limit = getattr(recipe.steps[step], "max_visits", None)
         if limit is not None and visit > limit:
             raise ex.StepFault(
@@ -389,3 +412,8 @@ class BatchRunner:
                     drv = engine.cell.shuttle_drivers[t.shuttle]
                     await ex.call(t.shuttle, f"Clear {t.unit}", lambda: drv.clear(t.unit))
         await self._hand_out()
+
+
+def _open(b: Batch) -> str:
+    """The TaskId of the batch's unended task, or ""."""
+    return b.task.task_id if b.task is not None and b.task.phase != "ended" else ""

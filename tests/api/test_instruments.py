@@ -74,6 +74,7 @@ async def test_openapi_describes_every_route_and_its_error_body(api: httpx.Async
         "/instruments/queue",
         "/health",
         "/events",
+        "/metrics",
     }
     assert "ErrorOut" in doc["components"]["schemas"]
     start = doc["components"]["schemas"]["StartIn"]

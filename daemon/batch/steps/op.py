@@ -66,6 +66,7 @@ async def run_program(ctx: StepCtx, program: str, params_of: Any) -> Task:
                 )
             elif t.phase != "ended":
                 t = await ex.reconcile_program(engine, bid, t)
+            engine.taken_up(bid)  # an open program after a restart: reconciled
             if t.phase != "ended":
                 deadline = ctx.deadline(t.started_pt)
                 t = await ex.follow_program(engine, bid, t, deadline)
