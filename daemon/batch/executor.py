@@ -156,11 +156,8 @@ async def admit(engine: Engine, batch_id: str) -> None:
 async def move_to(engine: Engine, batch_id: str, to: str, step: str = "") -> None:
     """Move the batch's cartridge to ``to`` (a unit or the OutputPort). The caller holds
     the batch's cartridge lock. Resumes an unfinished move first."""
+    await resume_move(engine, batch_id)
     b = engine.batch(batch_id)
-    t = b.task
-    if t is not None and t.kind == "move" and t.phase != "ended":
-        await _finish_move(engine, batch_id, t)
-        b = engine.batch(batch_id)
     if b.location == to:
         return
     shuttle = b.shuttle
@@ -188,6 +185,23 @@ async def move_to(engine: Engine, batch_id: str, to: str, step: str = "") -> Non
         await _finish_move(engine, batch_id, b.task)
     finally:
         engine.scheduler.release_transport(batch_id, shuttle)
+
+
+async def resume_move(engine: Engine, batch_id: str) -> None:
+    """Finish a move the journal announced and did not end (Move again with the same
+    TaskId), holding the transport as any move does. The runner calls it before the
+    batch asks the scheduler for anything: until the move ends, the scheduler counts its
+    origin and destination as the batch's, so a step that asked first would wait for a
+    bay its own cartridge holds. The caller holds the batch's cartridge lock."""
+    t = engine.batch(batch_id).task
+    if t is None or t.kind != "move" or t.phase == "ended":
+        return
+    _require_up(engine, t.shuttle, f"move {t.task_id}")
+    await engine.scheduler.transport_of(batch_id, engine.batch(batch_id).priority + 1000, t.shuttle)
+    try:
+        await _finish_move(engine, batch_id, t)
+    finally:
+        engine.scheduler.release_transport(batch_id, t.shuttle)
 
 
 async def _finish_move(engine: Engine, batch_id: str, t: Task) -> None:
