@@ -81,9 +81,9 @@ class DaemonProcess:
         log = self.log_file.open("ab")
         try:
             self.started_at = time.time()
+            args = ["--log-json", "--log-level", self.log_level, "run", "--site"]
             self.proc = subprocess.Popen(
-                [CELLFAB, "--log-json", "--log-level", self.log_level, "run",
-                 "--site", str(self.site_file)],  # fmt: skip
+                [CELLFAB, *args, str(self.site_file)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -511,9 +511,22 @@ async def follow_job(engine: Engine, batch_id: str, job_seq: int) -> None:
                         r.JobReleased(batch_id=batch_id, job_seq=job_seq),
                     )
                     return
-                await engine.cell.wait(job.analyzer, "link", lambda: view.up)
+                await _link_back(engine, job.analyzer, view)
     finally:
         engine.scheduler.release_job(job.analyzer, key)
+
+
+LINK_SETTLE = 0.2  # wall seconds a retry waits for the view to learn of a loss
+
+
+async def _link_back(engine: Engine, instrument: str, view: Any) -> None:
+    """After a call found the link lost: wait until the view has seen the loss (or a
+    moment has passed: it may have seen loss and return together), then until it is up.
+    The driver knows first; a retry that trusted a view still saying "up" would call
+    again at once, never yield to the task that tells the view, and spin."""
+    with anyio.move_on_after(LINK_SETTLE):
+        await engine.cell.wait(instrument, "link", lambda: not view.up)
+    await engine.cell.wait(instrument, "link", lambda: view.up)
 
 
 async def _follow_job_once(
