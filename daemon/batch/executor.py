@@ -108,6 +108,13 @@ def _shuttle(engine: Engine, name: str) -> Any:
     return engine.cell.shuttle_drivers[name]
 
 
+def require_link(engine: Engine, instrument: str, what: str) -> None:
+    """HoldBatch("link") when the instrument cannot be reached now: a step that needs
+    it holds (a deviation, and the system's Restart once the link is back) rather than
+    queue for a unit or the transport unseen."""
+    _require_up(engine, instrument, what)
+
+
 def _require_up(engine: Engine, instrument: str, what: str) -> None:
     if not engine.cell.is_up(instrument):
         view = engine.cell.shuttles.get(instrument) or engine.cell.analyzers.get(instrument)
@@ -162,6 +169,7 @@ async def move_to(engine: Engine, batch_id: str, to: str, step: str = "") -> Non
         return
     shuttle = b.shuttle
     view = engine.cell.shuttles[shuttle]
+    _require_up(engine, shuttle, f"move {b.cartridge_id} to {to}")
     if to != icd.OUTPUT_PORT:
         # the bay may still be emptying (its cartridge being parked)
         await engine.cell.wait(shuttle, to, lambda: not view.units[to].cartridge_id or not view.up)
