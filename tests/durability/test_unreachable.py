@@ -51,6 +51,46 @@ def _restarted_by_the_system(scenario: Scenario, bid: str) -> bool:
 
 
 @pytest.mark.timeout(300)
+async def test_cell_q_unreachable_at_start(
+    rig: Rig, make_scenario: MakeScenario, reference: Callable[..., Any]
+) -> None:
+    ref = await reference()
+    scenario = make_scenario((QC, CHAIN))
+    try:
+        async with scenario.running():
+            [qc] = await scenario.create(1)
+            # the job's submit never reaches Cell Q; the daemon dies; Cell Q goes away
+            await rig.cellq_proxy.hold_request_with(f"{qc}-S1".encode())
+            await scenario.wait_record("the job's intent", lambda x: isinstance(x, r.JobIntent))
+            await scenario.kill()
+            await rig.cellq_proxy.refuse(True)
+            await scenario.start()
+            assert not await _link_up(scenario, "cellq1")
+            [chain] = await scenario.create(1)
+            held = await eventually(
+                lambda: _batch(scenario, qc), "the QC batch held for its link", _held_for_link
+            )
+            assert held["hold_reason"] == "link:cellq1"
+            # a batch that needs only the shuttle goes on, to its end
+            done = await eventually(
+                lambda: _batch(scenario, chain),
+                "the other batch complete",
+                lambda b: b["state"] == "Complete",
+                limit=HANG_GUARD * 3,
+            )
+            assert done["deviation_count"] == 0
+            assert (await _batch(scenario, qc))["state"] == "Held"
+            await rig.cellq_proxy.refuse(False)
+            await scenario.until_final()
+    finally:
+        await rig.cellq_proxy.refuse(False)
+    got = await scenario.finish()  # the job created once
+    assert [g.without_deviations() for g in got] == [_expected(ref, QC), _expected(ref, CHAIN)]
+    assert "link" in got[0].deviations and got[1].deviations == ()
+    assert _restarted_by_the_system(scenario, qc)
+
+
+@pytest.mark.timeout(300)
 async def test_the_shuttle_unreachable_at_start(
     rig: Rig, make_scenario: MakeScenario, reference: Callable[..., Any]
 ) -> None:
