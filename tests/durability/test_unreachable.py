@@ -114,7 +114,9 @@ async def test_the_shuttle_unreachable_at_start(
             assert not await _link_up(scenario, "shuttle1")
             for bid in (chain, conf):
                 await eventually(
-                    lambda bid=bid: _batch(scenario, bid), f"{bid} held for its link", _held_for_link
+                    lambda bid=bid: _batch(scenario, bid),
+                    f"{bid} held for its link",
+                    _held_for_link,
                 )
             # Cell Q's side goes on: the job is found, followed to its end, released
             await scenario.wait_record(
