@@ -50,14 +50,15 @@ _references: dict[str, list[Outcome]] = {}
 def make_scenario(
     rig: Rig, sockets: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MakeScenario]:
-    """``make_scenario(orders=MIX, **site_changes)``: a run with its own journal and
-    site; its daemon is killed at the end of the test if the test left it running."""
+    """``make_scenario(orders=MIX, operator=True, **site_changes)``: a run with its own
+    journal and site; its daemon is killed at the end of the test if the test left it
+    running."""
     made: list[Scenario] = []
 
-    def make(orders: tuple[Order, ...] = MIX, **changes: Any) -> Scenario:
+    def make(orders: tuple[Order, ...] = MIX, *, operator: bool = True, **changes: Any) -> Scenario:
         folder = tmp_path_factory.mktemp("run")
         files: SiteFiles = site_file(rig, folder, sockets, **changes)
-        scenario = Scenario(rig, files, orders)
+        scenario = Scenario(rig, files, orders, operator=operator)
         made.append(scenario)
         return scenario
 

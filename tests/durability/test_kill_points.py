@@ -25,7 +25,7 @@ from daemon.journal import records as r
 from simulators.faults import FaultProxy
 from tests.durability.conftest import MakeScenario
 from tests.durability.rig import Rig
-from tests.durability.scenario import MIX, Order, Outcome, Scenario
+from tests.durability.scenario import MIX, Order, Outcome, Scenario, assert_same
 from tests.support import eventually
 
 
@@ -124,7 +124,7 @@ async def test_kill_before_the_command_and_after_it(
         await scenario.until_final()
     got = await scenario.finish()  # each intent started once, each job created once
     assert scenario.kills == 2
-    assert got == [expected, expected]
+    assert_same(got, [expected, expected])
     for bid in (first, second):
         key = point.pattern(bid)
         [intent] = [rec for _s, rec in scenario.records() if point.intent(rec, key)]
