@@ -95,6 +95,8 @@ async def serve(
         async with anyio.create_task_group() as tg:
             tg.start_soon(daemon.cell.run, name="instruments")
             await daemon.cell.ready.wait()
+            up = {n: daemon.cell.is_up(n) for n in daemon.instruments.by_name}
+            log.info("instruments tried", instruments=up)  # each connected, or found down
             await tg.start(daemon.engine.run)
             if api:
                 from daemon.api.server import serve_api

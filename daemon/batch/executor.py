@@ -210,6 +210,7 @@ async def resume_move(engine: Engine, batch_id: str) -> None:
         await _finish_move(engine, batch_id, t)
     finally:
         engine.scheduler.release_transport(batch_id, t.shuttle)
+    log.info("reconciled", batch=batch_id, task_id=t.task_id, unit=t.unit, status="moved")
 
 
 async def _finish_move(engine: Engine, batch_id: str, t: Task) -> None:
@@ -380,6 +381,7 @@ async def reconcile_program(engine: Engine, batch_id: str, t: Task) -> Task:
     """Bring an unended program task in line with the instrument (module table)."""
     result = await get_result(engine, t)
     status = str(result.status)
+    log.info("reconciled", batch=batch_id, task_id=t.task_id, unit=t.unit, status=status)
     if status == ResultStatus.UNKNOWN:
         if t.phase == "started":
             raise HoldBatch(
