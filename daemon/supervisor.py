@@ -124,6 +124,8 @@ async def serve(
             notify.status("connecting the instruments")
             tg.start_soon(daemon.cell.run, name="instruments")
             await daemon.cell.ready.wait()
+            up = {n: daemon.cell.is_up(n) for n in daemon.instruments.by_name}
+            log.info("instruments tried", instruments=up)  # each connected, or found down
             notify.status(f"reconciling {len(engine.batches)} batches with the instruments")
             await tg.start(engine.run)
             if api:

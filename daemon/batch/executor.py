@@ -115,6 +115,13 @@ def _shuttle(engine: Engine, name: str) -> Any:
     return engine.cell.shuttle_drivers[name]
 
 
+def require_link(engine: Engine, instrument: str, what: str) -> None:
+    """HoldBatch("link") when the instrument cannot be reached now: a step that needs
+    it holds (a deviation, and the system's Restart once the link is back) rather than
+    queue for a unit or the transport unseen."""
+    _require_up(engine, instrument, what)
+
+
 def _require_up(engine: Engine, instrument: str, what: str) -> None:
     if not engine.cell.is_up(instrument):
         view = engine.cell.shuttles.get(instrument) or engine.cell.analyzers.get(instrument)
@@ -163,15 +170,13 @@ async def admit(engine: Engine, batch_id: str) -> None:
 async def move_to(engine: Engine, batch_id: str, to: str, step: str = "") -> None:
     """Move the batch's cartridge to ``to`` (a unit or the OutputPort). The caller holds
     the batch's cartridge lock. Resumes an unfinished move first."""
+    await resume_move(engine, batch_id)
     b = engine.batch(batch_id)
-    t = b.task
-    if t is not None and t.kind == "move" and t.phase != "ended":
-        await _finish_move(engine, batch_id, t)
-        b = engine.batch(batch_id)
     if b.location == to:
         return
     shuttle = b.shuttle
     view = engine.cell.shuttles[shuttle]
+    _require_up(engine, shuttle, f"move {b.cartridge_id} to {to}")
     if to != icd.OUTPUT_PORT:
         # the bay may still be emptying (its cartridge being parked)
         await engine.cell.wait(shuttle, to, lambda: not view.units[to].cartridge_id or not view.up)
@@ -196,6 +201,24 @@ async def move_to(engine: Engine, batch_id: str, to: str, step: str = "") -> Non
         await _finish_move(engine, batch_id, b.task)
     finally:
         engine.scheduler.release_transport(batch_id, shuttle)
+
+
+async def resume_move(engine: Engine, batch_id: str) -> None:
+    """Finish a move the journal announced and did not end (Move again with the same
+    TaskId), holding the transport as any move does. The runner calls it before the
+    batch asks the scheduler for anything: until the move ends, the scheduler counts its
+    origin and destination as the batch's, so a step that asked first would wait for a
+    bay its own cartridge holds. The caller holds the batch's cartridge lock."""
+    t = engine.batch(batch_id).task
+    if t is None or t.kind != "move" or t.phase == "ended":
+        return
+    _require_up(engine, t.shuttle, f"move {t.task_id}")
+    await engine.scheduler.transport_of(batch_id, engine.batch(batch_id).priority + 1000, t.shuttle)
+    try:
+        await _finish_move(engine, batch_id, t)
+    finally:
+        engine.scheduler.release_transport(batch_id, t.shuttle)
+    log.info("reconciled", batch=batch_id, task_id=t.task_id, unit=t.unit, status="moved")
 
 
 async def _finish_move(engine: Engine, batch_id: str, t: Task) -> None:
@@ -368,6 +391,7 @@ async def reconcile_program(engine: Engine, batch_id: str, t: Task) -> Task:
     """Bring an unended program task in line with the instrument (module table)."""
     result = await get_result(engine, t)
     status = str(result.status)
+    log.info("reconciled", batch=batch_id, task_id=t.task_id, unit=t.unit, status=status)
     if status == ResultStatus.UNKNOWN:
         if t.phase == "started":
             raise HoldBatch(
@@ -511,9 +535,22 @@ async def follow_job(engine: Engine, batch_id: str, job_seq: int) -> None:
                         r.JobReleased(batch_id=batch_id, job_seq=job_seq),
                     )
                     return
-                await engine.cell.wait(job.analyzer, "link", lambda: view.up)
+                await _link_back(engine, job.analyzer, view)
     finally:
         engine.scheduler.release_job(job.analyzer, key)
+
+
+LINK_SETTLE = 0.2  # wall seconds a retry waits for the view to learn of a loss
+
+
+async def _link_back(engine: Engine, instrument: str, view: Any) -> None:
+    """After a call found the link lost: wait until the view has seen the loss (or a
+    moment has passed: it may have seen loss and return together), then until it is up.
+    The driver knows first; a retry that trusted a view still saying "up" would call
+    again at once, never yield to the task that tells the view, and spin."""
+    with anyio.move_on_after(LINK_SETTLE):
+        await engine.cell.wait(instrument, "link", lambda: not view.up)
+    await engine.cell.wait(instrument, "link", lambda: view.up)
 
 
 async def _follow_job_once(

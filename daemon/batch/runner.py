@@ -161,6 +161,8 @@ class BatchRunner:
                 )
                 return
             await ex.admit(engine, self.batch_id)
+        async with engine.cartridge_locks[self.batch_id]:
+            await ex.resume_move(engine, self.batch_id)  # one the journal left unended
         while True:
             b = self.b
             self._settled(b)
