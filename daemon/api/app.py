@@ -33,6 +33,7 @@ from daemon.api.routes import (
     batches,
     events,
     instruments,
+    metrics,
     recipes,
     recipes_lifecycle,
     users,
@@ -69,7 +70,17 @@ def create_app(daemon: Daemon) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimit, default=BODY_MAX, limits=BODY_LIMITS)
     # recipes_lifecycle before recipes: /recipes/submit is not the recipe called "submit"
-    for module in (auth, users, batches, recipes_lifecycle, recipes, instruments, events, audit):
+    for module in (
+        auth,
+        users,
+        batches,
+        recipes_lifecycle,
+        recipes,
+        instruments,
+        events,
+        audit,
+        metrics,
+    ):
         app.include_router(module.router, responses=ERRORS)
     return app
 
