@@ -7,6 +7,12 @@ real console script, its site file, its log (JSON lines, appended across restart
 ``GET /health`` answering 200; a daemon that exits before that is an error that shows the
 tail of its log.
 
+``Staff`` are the people who use such a daemon, made as an installation makes them
+(decision 0080): the first admin locally on the journal with ``cellfab user add NAME
+--first-admin`` before the first start, then, once the API serves, the admin signs in
+and adds the others over the API, and each signs in once. Their tokens live in the
+journal, so they outlast a kill -9: a 401 after a restart is a bug, never retried.
+
 ::
 
     stopped --start()--> starting --/health 200--> serving --kill()--> stopped (SIGKILL)
@@ -21,6 +27,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,6 +48,62 @@ def api_client(url: str, timeout: float = 10.0) -> httpx.Client:
         transport = httpx.HTTPTransport(uds=url.removeprefix("unix:"))
         return httpx.Client(base_url=_UNIX_BASE, transport=transport, timeout=timeout)
     return httpx.Client(base_url=url, timeout=timeout)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Staff:
+    """People of a daemon (name -> printed name and roles), one password for all (a
+    test's or a benchmark's), and each one's sign-in token once ``hire`` has run."""
+
+    people: Mapping[str, tuple[str, tuple[str, ...]]]
+    password: str
+    admin: str = "admin"
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def first_admin(self, site_file: Path, env: Mapping[str, str] | None = None) -> None:
+        """``cellfab user add ADMIN --first-admin --site SITE`` (the password twice on
+        standard input), on the site's journal, before the daemon first starts."""
+        args = ["user", "add", self.admin, "--first-admin", "--full-name", "Ada Admin",
+                "--reason", "installation", "--site", str(site_file)]  # fmt: skip
+        done = subprocess.run(
+            [CELLFAB, *args],
+            input=f"{self.password}\n{self.password}\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **(env or {})},
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"cellfab {' '.join(args)}: exit {done.returncode}: {done.stderr}")
+
+    def hire(self, api_url: str) -> None:
+        """Once the daemon serves: the admin signs in and adds ``people`` (POST /users),
+        then each signs in (POST /auth/login) and keeps the token."""
+        with api_client(api_url, timeout=60.0) as client:
+            self.tokens[self.admin] = sign_in(client, self.admin, self.password)
+            for name, (full_name, roles) in self.people.items():
+                body = {"name": name, "full_name": full_name, "roles": list(roles),
+                        "password": self.password, "reason": "staff of this cell"}  # fmt: skip
+                answer = client.post("/users", json=body, headers=bearer(self.tokens[self.admin]))
+                if answer.status_code != 201:
+                    raise RuntimeError(f"adding user {name}: {answer.status_code} {answer.text}")
+                self.tokens[name] = sign_in(client, name, self.password)
+
+    def headers(self, name: str) -> dict[str, str]:
+        """The ``Authorization`` header of ``name`` (signed in by ``hire``)."""
+        return bearer(self.tokens[name])
+
+
+def sign_in(client: httpx.Client, name: str, password: str) -> str:
+    """POST /auth/login; the token."""
+    answer = client.post("/auth/login", json={"name": name, "password": password})
+    if answer.status_code != 200:
+        raise RuntimeError(f"signing in as {name}: {answer.status_code} {answer.text}")
+    return answer.json()["token"]  # type: ignore[no-any-return]
 
 
 class DaemonProcess:

@@ -6,8 +6,10 @@ bench``). Everything is measured in this run and printed; nothing passes or fail
 
 The cell: a shuttle twin with N + 8 incubator bays and no analyzer, in this process (on
 a loop of its own, security None). The daemon: ``cellfab run`` as a child process
-(``bench.daemon_process``), its journal and API socket in a temporary folder. N batches
-of a one-step recipe (an expansion of 336 process hours) are started over the API, their
+(``bench.daemon_process``), its journal and API socket in a temporary folder, its first
+admin made on the journal before it starts and an operator added by that admin. N batches
+of a one-step recipe (an expansion of 336 process hours) are started over the API by the
+operator (signed in), their
 cartridges put at the LoadPort one after another; once every expansion has started the
 daemon is killed (kill -9) and started again.
 
@@ -41,7 +43,7 @@ from typing import Any, Final
 
 from asyncua import Client, ua
 
-from bench.daemon_process import DaemonProcess, api_client
+from bench.daemon_process import DaemonProcess, Staff, api_client
 from daemon.batch.machine import replay
 from daemon.cell import CellView
 from daemon.cli.site import show_text
@@ -56,6 +58,7 @@ from simulators.shuttle import ShuttleTwin
 from simulators.world import World
 
 TARGET_S: Final = 2.0
+PASSWORD: Final = "p5 bench password, not a secret"
 RECIPE: Final = """\
 recipe: bench_recovery
 version: "1.0"
@@ -181,10 +184,13 @@ def run(batches: int, time_scale: float, folder: Path) -> None:
         policy = site.policy.model_copy(update={"allow_unapproved_recipes": True})
         site_file = folder / "site.yaml"
         site_file.write_text(show_text(site.model_copy(update={"policy": policy})))
+        staff = Staff({"bench": ("Ben Ch", ("operator",))}, PASSWORD)
+        staff.first_admin(site_file)
         daemon = DaemonProcess(site_file, api, folder / "daemon.log")
         daemon.start()
         daemon.wait_ready(300)
-        _fill(cell, daemon, batches, folder / "journal.sqlite")
+        staff.hire(api)
+        _fill(cell, daemon, staff, batches, folder / "journal.sqlite")
         in_flight = _in_flight(folder / "journal.sqlite")
         daemon.kill()
         print(f"  kill -9 with {len(in_flight)} tasks in flight", flush=True)
@@ -201,13 +207,14 @@ def run(batches: int, time_scale: float, folder: Path) -> None:
         cell.stop()
 
 
-def _fill(cell: Cell, daemon: DaemonProcess, batches: int, journal: Path) -> None:
+def _fill(cell: Cell, daemon: DaemonProcess, staff: Staff, batches: int, journal: Path) -> None:
     t = time.perf_counter()
     with api_client(daemon.api_url, timeout=60) as client:
         for i in range(batches):
             answer = client.post(
                 "/batches",
-                json={"recipe": "bench_recovery", "cartridge_id": f"P5-{i:04d}", "by": "bench"},
+                json={"recipe": "bench_recovery", "cartridge_id": f"P5-{i:04d}"},
+                headers=staff.headers("bench"),
             )
             assert answer.status_code == 201, answer.text
     for i in range(batches):

@@ -39,7 +39,7 @@ from simulators.cellq_controls import CellQControls
 from simulators.controls import Started, TwinControls
 from simulators.faults import FaultProxy, ModbusFaults
 from simulators.runner import BackgroundLoop
-from tests.support.daemon import LIBRARY, TIME_SCALE
+from tests.support.daemon import LIBRARY, TIME_SCALE, cheap_hashes
 
 T = TypeVar("T")
 
@@ -183,7 +183,7 @@ class SiteFiles:
 def site_file(rig: Rig, folder: Path, sockets: Path, **changes: Any) -> SiteFiles:
     """A site for the rig's twins (through the proxies), the journal and the daemon's
     log in ``folder``, the API on a UNIX socket in ``sockets``; unapproved recipes
-    allowed (the test recipes are drafts)."""
+    allowed (the test recipes are drafts), cheap password hashes (a simulated site)."""
     journal = folder / "journal.sqlite"
     socket = sockets / f"api-{folder.name[-12:]}.sock"
     site = sim_site(
@@ -195,7 +195,7 @@ def site_file(rig: Rig, folder: Path, sockets: Path, **changes: Any) -> SiteFile
         name="durability",
     )
     policy = site.policy.model_copy(update={"allow_unapproved_recipes": True})
-    site = site.model_copy(update={"policy": policy, **changes})
+    site = cheap_hashes(site).model_copy(update={"policy": policy, **changes})
     path = folder / "site.yaml"
     path.write_text(show_text(site))
     return SiteFiles(path, journal, f"unix:{socket}", folder / "daemon.log")

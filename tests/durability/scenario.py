@@ -2,11 +2,15 @@
 and the evidence it leaves: what each batch did, and whether the instruments agree.
 
 ``Scenario`` plays the people around the cell while the daemon lives, dies and comes
-back: it starts the batches over the API, a loader puts their cartridges at the LoadPort
-as it frees, an operator answers confirm prompts (both shrug off a dead daemon and try
-again). The test decides when to ``kill()`` (kill -9) and ``start()`` again;
-``progress(n)`` waits until the journal has grown by ``n`` records, so kills land at
-random points of the batches' lives whatever the machine's speed.
+back. They are users of the daemon (``PEOPLE``): the first admin made on the journal
+before the first start, the others added by that admin over the API, each signed in
+once; their tokens must work after every restart (``start()`` checks). ``tester`` starts
+the batches over the API, a loader puts their cartridges at the LoadPort as it frees,
+and whoever holds a prompt's role answers it (a qa prompt signed with the password);
+both shrug off a dead daemon and try again, and fail the run on a 401 or 403. The test
+decides when to ``kill()`` (kill -9) and ``start()`` again; ``progress(n)`` waits until
+the journal has grown by ``n`` records, so kills land at random points of the batches'
+lives whatever the machine's speed.
 
 After every kill, before the restart, ``check_instruments()`` compares the instruments
 with the journal on disk (the daemon is dead, so it cannot catch up): every program and
@@ -33,17 +37,25 @@ from typing import Any, Final
 
 import httpx
 
-from bench.daemon_process import CELLFAB, DaemonProcess
+from bench.daemon_process import CELLFAB, DaemonProcess, Staff
 from daemon.batch.machine import Batch, replay
 from daemon.journal import files
 from daemon.journal import records as r
 from simulators.controls import Started
 from tests.durability.rig import Rig, SiteFiles
 from tests.support import HANG_GUARD, POLL, fresh
-from tests.support.daemon import client_for
+from tests.support.daemon import PASSWORD, STAFF, client_for
 
 FINAL: Final = frozenset({"Complete", "Stopped", "Aborted"})
 RUN_GUARD: Final = 150.0  # wall seconds for a whole run to end: a hang guard only
+# the users of a run: the tests' staff (its admin is the first admin, made locally) and
+# two operators of test_accepted
+PEOPLE: Final = {
+    **{name: who for name, who in STAFF.items() if name != "admin1"},
+    "ann": ("Ann Oakes", ("operator",)),
+    "op7": ("Otto Seven", ("operator",)),
+}
+CONFIRMS_AS: Final = {"operator": "op1", "supervisor": "sup1", "qa": "qa1"}  # prompt role -> who
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,12 @@ def assert_same(got: Sequence[Outcome], expected: Sequence[Outcome]) -> None:
         assert set(g.deviations) <= LINK_DEVIATIONS, g
 
 
+def refused(answer: httpx.Response) -> None:
+    """A request the people make is never refused for who they are: a 401 after a
+    restart is a lost user or token (a bug), a 403 a wrong role or signature."""
+    assert answer.status_code not in (401, 403), f"{answer.request.url}: {answer.text}"
+
+
 class Scenario:
     def __init__(
         self, rig: Rig, files_: SiteFiles, orders: Sequence[Order] = MIX, *, operator: bool = True
@@ -106,6 +124,8 @@ class Scenario:
         self.files = files_
         self.orders = tuple(orders)
         self.daemon = DaemonProcess(files_.site, files_.api_url, files_.log)
+        self.staff = Staff(PEOPLE, PASSWORD, admin="admin1")
+        self._people: list[asyncio.Task[None]] = []
         self.cartridges = [fresh("K") for _ in self.orders]
         self.batches: list[str] = []
         self.kills = 0
@@ -115,9 +135,26 @@ class Scenario:
 
     # ------------------------------------------------------------------ the daemon
     async def start(self) -> None:
+        """Start the daemon (the first time: its first admin made on the journal before,
+        the staff hired after); once it serves, every token given out still works."""
+        if self.daemon.starts == 0:
+            await asyncio.to_thread(self.staff.first_admin, self.files.site)
         self.daemon.start()
         await asyncio.to_thread(self.daemon.wait_ready, RUN_GUARD)
+        if not self.staff.tokens:
+            await asyncio.to_thread(self.staff.hire, self.files.api_url)
+        else:
+            await self.check_signed_in()
         self.mark = self.seq()
+
+    async def check_signed_in(self) -> None:
+        """Every user's token (signed in once, at the first start) is still theirs:
+        users and tokens live in the journal and outlast a kill -9."""
+        for name in self.staff.tokens:
+            async with self.api(name) as api:
+                answer = await api.get("/auth/me")
+            assert answer.status_code == 200, f"{name}'s token after a restart: {answer.text}"
+            assert answer.json()["user"]["name"] == name
 
     async def kill(self, *, check: bool = True) -> None:
         """kill -9; the proxies drop what the dead daemon left on them; then (``check``)
@@ -138,16 +175,16 @@ class Scenario:
         """The daemon started, and the people at work, until the block ends."""
         self.jobs_before = await self.rig.jobs_created()
         await self.start()
-        people: list[asyncio.Task[None]] = []
+        self._people = []
         try:
-            people = [asyncio.create_task(self._loader())]
+            self._people = [asyncio.create_task(self._loader())]
             if self.operator:
-                people.append(asyncio.create_task(self._operator()))
+                self._people.append(asyncio.create_task(self._operator()))
             yield self
         finally:
-            for task in people:
+            for task in self._people:
                 task.cancel()
-            for task in people:
+            for task in self._people:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if self.daemon.alive:
@@ -158,8 +195,10 @@ class Scenario:
 
     # ------------------------------------------------------------------ requests
     @contextlib.asynccontextmanager
-    async def api(self) -> AsyncIterator[httpx.AsyncClient]:
-        async with client_for(self.files.api_url, timeout=10.0) as client:
+    async def api(self, who: str = "tester") -> AsyncIterator[httpx.AsyncClient]:
+        """A client signed in as ``who`` (one of ``PEOPLE``)."""
+        token = self.staff.tokens[who]
+        async with client_for(self.files.api_url, token, timeout=10.0) as client:
             yield client
 
     async def create(self, count: int | None = None) -> list[str]:
@@ -177,7 +216,6 @@ class Scenario:
                         "recipe": order.recipe,
                         "params": order.params,
                         "cartridge_id": cartridge,
-                        "by": "tester",
                     },
                 )
                 assert answer.status_code == 201, answer.text
@@ -191,6 +229,7 @@ class Scenario:
                 answer = await api.get("/batches")
         except httpx.TransportError:
             return None
+        refused(answer)
         return answer.json() if answer.status_code == 200 else None  # type: ignore[no-any-return]
 
     async def all_final(self) -> bool:
@@ -203,6 +242,9 @@ class Scenario:
     async def until_final(self, limit: float = RUN_GUARD) -> None:
         deadline = time.monotonic() + limit
         while not await self.all_final():
+            for task in self._people:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise AssertionError("one of the people failed") from task.exception()
             if not self.daemon.alive:
                 raise AssertionError(f"the daemon died:\n{self.daemon.log_tail()}")
             if time.monotonic() > deadline:
@@ -220,17 +262,20 @@ class Scenario:
                 await asyncio.sleep(0.02)
 
     async def _operator(self) -> None:
-        """Answer every confirm prompt with the role it asks for; a dead daemon, a
-        refusal (the batch moved on, or was held) or a timeout is tried again."""
+        """Answer every confirm prompt as someone who holds the role it asks for (a qa
+        prompt with a signature: the password); a dead daemon, a refusal in the batch's
+        state (it moved on, or was held) or a timeout is tried again; 401 or 403 is not."""
         while True:
             for b in await self.batches_now() or []:
                 waiting = b.get("waiting")
                 if not waiting or b["state"] != "Running" or b["batch_id"] not in self.batches:
                     continue
-                body = {"step": waiting["step"], "by": "op1", "role": waiting["role"]}
+                body = {"step": waiting["step"], "reason": "checked the cartridge"}
+                if waiting["role"] == "qa":
+                    body["password"] = PASSWORD
                 with contextlib.suppress(httpx.TransportError):
-                    async with self.api() as api:
-                        await api.post(f"/batches/{b['batch_id']}/confirm", json=body)
+                    async with self.api(CONFIRMS_AS[waiting["role"]]) as api:
+                        refused(await api.post(f"/batches/{b['batch_id']}/confirm", json=body))
             await asyncio.sleep(0.03)
 
     # ------------------------------------------------------------------ the journal
