@@ -6,12 +6,19 @@ show that every batch still ends, nothing ran twice and the journal verifies.
 ``cellfab`` command (README, "Durability"):
 
 1. ``cellfab sim`` (the twins: a shuttle and Cell Q) on free ports, security None;
-2. a site for them (journal and API socket in a folder of its own), ``cellfab run``;
-3. ``cellfab batch start RECIPE --cartridge ID`` N times; it puts each cartridge at
-   the LoadPort as the port frees (the twin's InsertCartridge, ICD section 4) and, as
-   QA, answers each confirm prompt with ``cellfab batch confirm``;
-4. K times: wait a random moment (seeded), ``kill -9`` the daemon, start it again;
-5. once every batch is final: ``cellfab batch list``, then the proof: the shuttle's
+2. a site for them (journal and API socket in a folder of its own), its first admin
+   made on the journal (``cellfab user add admin --first-admin``), ``cellfab run``;
+3. the admin signs in (``cellfab login``) and adds an operator, olga, and a QA, quinn
+   (``cellfab user add``); each signs in (``cellfab login``; each person has a config
+   folder of their own, ``XDG_CONFIG_HOME``, where the token is kept);
+4. olga: ``cellfab batch start RECIPE --cartridge ID`` N times; the loop puts each
+   cartridge at the LoadPort as the port frees (the twin's InsertCartridge, ICD
+   section 4) and quinn answers each QA prompt with ``cellfab batch confirm`` (an
+   e-signature: the password on standard input);
+5. K times: wait a random moment (seeded), ``kill -9`` the daemon, start it again
+   (nobody signs in again: users and tokens are in the journal, and a 401 or 403
+   fails the loop);
+6. once every batch is final: ``cellfab batch list``, then the proof: the shuttle's
    ``StartedPrograms`` and Cell Q's jobs-created counter against the journal (each
    program, move and job started once, and only those the journal announced), and
    ``cellfab journal verify``.
@@ -26,7 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import secrets
 import shutil
 import socket
 import subprocess
@@ -41,7 +50,7 @@ import httpx
 from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
 
-from bench.daemon_process import CELLFAB, DaemonProcess, api_client
+from bench.daemon_process import CELLFAB, DaemonProcess, api_client, bearer, sign_in
 from daemon.cli.site import show_text
 from daemon.config import sim_site
 from daemon.journal import files
@@ -52,6 +61,8 @@ from simulators.controls import TwinControls
 ROOT: Final = Path(__file__).resolve().parents[1]
 RECIPES: Final = (ROOT / "recipes", ROOT / "bench" / "recipes")
 FINAL: Final = ("Complete", "Stopped", "Aborted")
+OPERATOR, QA = "olga", "quinn"
+PEOPLE: Final = {OPERATOR: ("Olga Perez", "operator"), QA: ("Quinn Adams", "qa")}
 
 
 def say(text: str) -> None:
@@ -64,9 +75,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cellfab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([CELLFAB, *args], capture_output=True, text=True, timeout=60)
-    if check and done.returncode != 0:
+def cellfab(
+    *args: str, check: bool = True, home: Path | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """``cellfab ARGS`` as the person whose config folder (token) is ``home``, with
+    ``stdin`` (passwords) on standard input; a refusal for who they are (401, 403) is
+    always an error: a user or token lost in a kill -9."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home)} if home else None
+    done = subprocess.run(
+        [CELLFAB, *args], input=stdin, capture_output=True, text=True, timeout=60, env=env
+    )
+    if (
+        (check and done.returncode != 0)
+        or "refused (401)" in done.stderr
+        or ("refused (403)" in done.stderr)
+    ):
         raise RuntimeError(f"cellfab {' '.join(args)}: exit {done.returncode}: {done.stderr}")
     return done
 
@@ -120,41 +143,77 @@ class Twins:
         self.log.close()
 
 
-def listed(api: str) -> list[dict[str, Any]] | None:
+def listed(api: str, token: str) -> list[dict[str, Any]] | None:
     """GET /batches (what ``cellfab batch list --json`` prints), None while the daemon
     cannot answer. In process: polling with the command would spawn one a second."""
     try:
         with api_client(api, timeout=10) as client:
-            answer = client.get("/batches")
+            answer = client.get("/batches", headers=bearer(token))
     except httpx.TransportError:
         return None
+    if answer.status_code in (401, 403):
+        raise RuntimeError(f"GET /batches refused after a restart: {answer.text}")
     return answer.json() if answer.status_code == 200 else None  # type: ignore[no-any-return]
 
 
-def states(api: str, batches: list[str]) -> dict[str, str] | None:
-    now = listed(api)
+def states(api: str, token: str, batches: list[str]) -> dict[str, str] | None:
+    now = listed(api, token)
     if now is None:
         return None
     return {b["batch_id"]: b["state"] for b in now if b["batch_id"] in batches}
 
 
+class Person:
+    """A user of the daemon at a terminal of their own: a config folder
+    (``XDG_CONFIG_HOME``: the token ``cellfab login`` keeps), a name and a password."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.home = folder / name
+        self.name = name
+        self.password = secrets.token_urlsafe(12)
+
+    @property
+    def once(self) -> str:
+        return f"{self.password}\n"
+
+    def cellfab(self, *args: str, check: bool = True, stdin: str = "") -> str:
+        """``cellfab ARGS`` as this person, ``stdin`` on standard input (passwords,
+        where a terminal would ask); its standard output."""
+        return cellfab(*args, check=check, home=self.home, stdin=stdin).stdout
+
+
 async def people(
-    twins: Twins, site: Path, api: str, cartridges: list[str], batches: list[str]
-) -> None:
+    twins: Twins, site: Path, qa: Person, poll: tuple[str, str], cartridges: list[str],
+    batches: list[str],
+) -> None:  # fmt: skip
     """The loader (cartridges to the LoadPort in order) and QA (``cellfab batch confirm``
-    for each prompt); both try again while the daemon is down."""
+    for each prompt, signed); both try again while the daemon is down (``poll``: the API
+    and the token the loop watches the batches with)."""
     pending = list(cartridges)
     while True:
         if pending and await twins.insert(pending[0]):
             pending.pop(0)
-        for b in await asyncio.to_thread(listed, api) or []:
+        for b in await asyncio.to_thread(listed, *poll) or []:
             w = b.get("waiting")
             if w and b["batch_id"] in batches and b["state"] == "Running":
                 await asyncio.to_thread(
-                    cellfab, "batch", "confirm", b["batch_id"], w["step"], "--role",
-                    w["role"], "--by", "qa-kill-loop", "--site", str(site), check=False,
+                    qa.cellfab, "batch", "confirm", b["batch_id"], w["step"], "--reason",
+                    "QC panel reviewed", "--site", str(site), check=False, stdin=qa.once,
                 )  # fmt: skip
         await asyncio.sleep(0.1)
+
+
+def hire(admin: Person, site: Path, people: list[Person]) -> None:
+    """Once the daemon serves: the admin signs in and adds each person in the role of
+    ``PEOPLE`` (the new password typed twice), and each signs in."""
+    where = ("--site", str(site))
+    admin.cellfab("login", "--user", admin.name, *where, stdin=admin.once)
+    for person in people:
+        full_name, role = PEOPLE[person.name]
+        admin.cellfab("user", "add", person.name, "--full-name", full_name, "--role", role,
+                      "--reason", "staff of the cell", *where, stdin=person.once * 2)  # fmt: skip
+        person.cellfab("login", "--user", person.name, *where, stdin=person.once)
+        say(f"  cellfab user add {person.name} --role {role}; cellfab login --user {person.name}")
 
 
 async def loop(args: argparse.Namespace, folder: Path) -> bool:
@@ -173,24 +232,32 @@ async def loop(args: argparse.Namespace, folder: Path) -> bool:
         policy = site.policy.model_copy(update={"allow_unapproved_recipes": True})
         site_file = folder / "site.yaml"
         site_file.write_text(show_text(site.model_copy(update={"policy": policy})))
+        where = ("--site", str(site_file))
+        admin, olga, quinn = (Person(folder, name) for name in ("admin", OPERATOR, QA))
+        admin.cellfab("user", "add", "admin", "--first-admin", "--full-name", "Ada Admin",
+                      "--reason", "a new cell", *where, stdin=admin.once * 2)  # fmt: skip
+        say(f"  cellfab user add admin --first-admin --site {site_file}")
         api = f"unix:{folder / 'api.sock'}"
         daemon = DaemonProcess(site_file, api, folder / "daemon.log")
         daemon.start()
         await asyncio.to_thread(daemon.wait_ready, 120)
         say(f"  cellfab run --site {site_file}: serving (pid {daemon.pid})")
+        await asyncio.to_thread(hire, admin, site_file, [olga, quinn])
+        with api_client(api, timeout=10) as client:  # olga's second session: the loop's eyes
+            poll = (api, sign_in(client, olga.name, olga.password))
         jobs_before = await twins.cellq.jobs_created()
         cartridges = [f"KL{args.seed}-{i}-{rng.randrange(10**6)}" for i in range(args.batches)]
         batches: list[str] = []
         for c in cartridges:
-            out = cellfab("batch", "start", args.recipe, "--cartridge", c, "--json",
-                          "--site", str(site_file))  # fmt: skip
-            batches.append(json.loads(out.stdout)["batch_id"])
+            out = olga.cellfab("batch", "start", args.recipe, "--cartridge", c, "--json", *where)
+            batches.append(json.loads(out)["batch_id"])
             say(f"  cellfab batch start {args.recipe} --cartridge {c}: {batches[-1]}")
-        hands = asyncio.create_task(people(twins, site_file, api, cartridges, batches))
+        hands = asyncio.create_task(people(twins, site_file, quinn, poll, cartridges, batches))
         try:
             for k in range(1, args.kills + 1):
                 await asyncio.sleep(rng.uniform(0.2, args.max_wait))
-                now = await asyncio.to_thread(states, api, batches)
+                _check(hands)
+                now = await asyncio.to_thread(states, *poll, batches)
                 if now is not None and all(s in FINAL for s in now.values()):
                     say("  every batch is final: no more kills")
                     break
@@ -201,14 +268,15 @@ async def loop(args: argparse.Namespace, folder: Path) -> bool:
                 say(f"  kill -9 #{k}: {_count(now)}; restarted, serving again after "
                     f"{time.monotonic() - t:.1f} s")  # fmt: skip
             while True:
-                now = await asyncio.to_thread(states, api, batches)
+                _check(hands)
+                now = await asyncio.to_thread(states, *poll, batches)
                 if now is not None and all(s in FINAL for s in now.values()):
                     break
                 await asyncio.sleep(0.2)
         finally:
             hands.cancel()
             await asyncio.gather(hands, return_exceptions=True)
-        say("\n" + cellfab("batch", "list", "--site", str(site_file)).stdout.rstrip())
+        say("\n" + olga.cellfab("batch", "list", *where).rstrip())
         started = [s for s in await twins.controls.started_programs()
                    if s.cartridge_id in cartridges]  # fmt: skip
         jobs = await twins.cellq.jobs_created() - jobs_before
@@ -216,6 +284,13 @@ async def loop(args: argparse.Namespace, folder: Path) -> bool:
         return _verdict(journal, batches, started, jobs)
     finally:
         await twins.close()
+
+
+def _check(hands: asyncio.Task[None]) -> None:
+    """Raise what stopped the people (a refusal for who they are, a twin that failed)."""
+    if hands.done():
+        hands.result()
+        raise RuntimeError("the people stopped working")
 
 
 def _count(now: dict[str, str] | None) -> str:
