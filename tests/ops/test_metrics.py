@@ -1,7 +1,8 @@
 """GET /metrics of the real daemon on the twins: a qc_only batch moves the step counters,
 the duration histogram, the state gauge and the journal's commit histogram; a dropped
 Modbus connection (FaultProxy in front of Cell Q) counts as a driver reconnect; the
-alarm family takes its numbers from the hook."""
+alarm family takes its numbers from the hook. The scrape, like every read, is signed in
+(``tester``, who also starts the batch)."""
 
 from __future__ import annotations
 
@@ -45,18 +46,19 @@ def proxy(sim_cell: SimTwins) -> Iterator[FaultProxy]:
 def daemon(
     sim_cell: SimTwins, proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningDaemon]:
-    """The module's daemon, its Cell Q link through the proxy."""
+    """The module's daemon, its Cell Q link through the proxy, with the tests' staff."""
     twins = dataclasses.replace(
         sim_cell, endpoints={**sim_cell.endpoints, "cellq": f"127.0.0.1:{proxy.port}"}
     )
     journal = tmp_path_factory.mktemp("metrics") / "journal.sqlite"
     with running_daemon(daemon_site(twins, journal)) as running:
+        running.hire()
         yield running
 
 
 @pytest.fixture
 async def api(daemon: RunningDaemon) -> Any:
-    async with client_for(daemon.url) as client:
+    async with client_for(daemon.url, daemon.token("tester")) as client:
         yield client
 
 

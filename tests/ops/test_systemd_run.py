@@ -2,7 +2,9 @@
 socket, $WATCHDOG_USEC, and stderr on the "journal" ($JOURNAL_STREAM names it), against
 the session's twins. READY=1 comes once the API answers, WATCHDOG=1 follows, a qc_only
 batch runs, every log line of it is JSON carrying batch, step and task_id, and SIGTERM
-gives STOPPING=1 and exit status 0."""
+gives STOPPING=1 and exit status 0. The people are made as on a new installation: the
+first admin on the journal before the daemon starts (``cellfab user add --first-admin``),
+then an operator added by the admin over the API, who signs in and starts the batch."""
 
 from __future__ import annotations
 
@@ -22,10 +24,13 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.daemon_process import Staff
 from tests.ops.notify_support import Listener, Message, is_ping, is_ready, is_stopping
 from tests.support import HANG_GUARD
 from tests.support.daemon import (
     LIBRARY,
+    PASSWORD,
+    STAFF,
     TIME_SCALE,
     SimTwins,
     batch_until,
@@ -59,6 +64,8 @@ def write_site(twins: SimTwins, folder: Path) -> Path:
         "journal": str(folder / "journal.sqlite"),
         "api": {"bind": "127.0.0.1:0"},
         "policy": {"allow_unapproved_recipes": True},
+        # cheap password hashes: a simulated site (tests/support/daemon.py, cheap_hashes)
+        "auth": {"argon2": {"time_cost": 1, "memory_kib": 1024, "parallelism": 1}},
         "recipes": [str(LIBRARY)],
         "shuttles": [
             {
@@ -100,13 +107,17 @@ def start(site: Path, listener: Listener, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def scenario(proc: subprocess.Popen[bytes], twins: SimTwins, listener: Listener) -> Run:
+async def scenario(
+    proc: subprocess.Popen[bytes], twins: SimTwins, listener: Listener, staff: Staff
+) -> Run:
     got = await asyncio.to_thread(listener.until, is_ready, "READY=1")
     ready = got[-1]
     url = re.fullmatch(r"serving (\S+); 0 batches", ready["STATUS"])
     assert url, ready
-    async with client_for(url.group(1)) as api:
-        health = (await api.get("/health")).status_code  # at once: it serves
+    async with client_for(url.group(1)) as public:
+        health = (await public.get("/health")).status_code  # at once: it serves
+    await asyncio.to_thread(staff.hire, url.group(1))
+    async with client_for(url.group(1), staff.tokens["op1"]) as api:
         after = await asyncio.to_thread(listener.until, is_ping, "WATCHDOG=1 after READY")
         batch = await start_batch(api, "qc_only")
         await insert_cartridge(api, twins, batch["cartridge_id"])
@@ -123,9 +134,12 @@ def run(sim_cell: SimTwins, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     log = folder / "journal-stream.log"
     with tempfile.TemporaryDirectory(prefix="cf-", dir="/tmp") as short:
         listener = Listener(Path(short) / "notify")
-        proc = start(write_site(sim_cell, folder), listener, log)
+        site = write_site(sim_cell, folder)
+        staff = Staff({"op1": STAFF["op1"]}, PASSWORD)
+        staff.first_admin(site)  # on the journal, before the daemon starts
+        proc = start(site, listener, log)
         try:
-            result = asyncio.run(scenario(proc, sim_cell, listener))
+            result = asyncio.run(scenario(proc, sim_cell, listener, staff))
             result.lines = log.read_text().splitlines()
             yield result
         finally:
