@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -56,7 +57,7 @@ from daemon.config import sim_site
 from daemon.journal import files
 from daemon.journal import records as r
 from simulators.cellq_controls import CellQControls
-from simulators.controls import TwinControls
+from simulators.controls import Started, TwinControls
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 RECIPES: Final = (ROOT / "recipes", ROOT / "bench" / "recipes")
@@ -126,6 +127,19 @@ class Twins:
         assert await self.controls.discover(), "the shuttle twin has no controls"
         assert await self.modbus.connect() and await self.cellq.discover()
 
+    async def reconnect(self) -> None:
+        """A new OPC UA session for the controls: asyncua drops one whose keep-alive
+        read is late, as on a loaded machine (the twin itself must still run)."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"cellfab sim exited with status {self.proc.returncode}")
+        say("  the twin controls' OPC UA session dropped: connecting again")
+        with contextlib.suppress(Exception):
+            await self.ua.disconnect()
+        self.ua = Client(self.endpoints["shuttle"])
+        self.controls = TwinControls(self.ua)
+        await self.ua.connect()
+        assert await self.controls.discover(), "the shuttle twin has no controls"
+
     async def insert(self, cartridge: str) -> bool:
         try:
             await self.controls.insert(cartridge, 2e8, 90.0)
@@ -133,7 +147,19 @@ class Twins:
             if exc.code != ua.StatusCodes.BadInvalidState:
                 raise
             return False
+        except ConnectionError:
+            await self.reconnect()
+            return False
         return True
+
+    async def started(self, cartridges: list[str]) -> list[Started]:
+        """What the shuttle started for ``cartridges`` (Twin/StartedPrograms)."""
+        try:
+            started = await self.controls.started_programs()
+        except ConnectionError:
+            await self.reconnect()
+            started = await self.controls.started_programs()
+        return [s for s in started if s.cartridge_id in cartridges]
 
     async def close(self) -> None:
         self.modbus.close()
@@ -230,8 +256,14 @@ async def loop(args: argparse.Namespace, folder: Path) -> bool:
         site = sim_site(twins.endpoints, args.time_scale, journal, recipes=RECIPES,
                         api_bind=f"unix:{folder / 'api.sock'}", name="kill-loop")  # fmt: skip
         policy = site.policy.model_copy(update={"allow_unapproved_recipes": True})
+        # a simulated site may hash passwords cheaply: every QA confirmation is checked
+        # against the password, and the machine also runs the twins and the daemon
+        argon2 = site.auth.argon2.model_copy(
+            update={"time_cost": 1, "memory_kib": 1024, "parallelism": 1}
+        )
+        auth = site.auth.model_copy(update={"argon2": argon2})
         site_file = folder / "site.yaml"
-        site_file.write_text(show_text(site.model_copy(update={"policy": policy})))
+        site_file.write_text(show_text(site.model_copy(update={"policy": policy, "auth": auth})))
         where = ("--site", str(site_file))
         admin, olga, quinn = (Person(folder, name) for name in ("admin", OPERATOR, QA))
         admin.cellfab("user", "add", "admin", "--first-admin", "--full-name", "Ada Admin",
@@ -277,8 +309,7 @@ async def loop(args: argparse.Namespace, folder: Path) -> bool:
             hands.cancel()
             await asyncio.gather(hands, return_exceptions=True)
         say("\n" + olga.cellfab("batch", "list", *where).rstrip())
-        started = [s for s in await twins.controls.started_programs()
-                   if s.cartridge_id in cartridges]  # fmt: skip
+        started = await twins.started(cartridges)
         jobs = await twins.cellq.jobs_created() - jobs_before
         daemon.stop()
         return _verdict(journal, batches, started, jobs)
