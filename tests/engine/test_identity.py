@@ -22,7 +22,16 @@ from daemon.batch.states import BatchState as S
 from daemon.batch.states import Command as C
 from daemon.supervisor import build
 from drivers.opcua import OpcUaShuttle, SecurityConfig
-from tests.engine.conftest import Cell, LocalDaemon, new_cartridge, people, recipe, site_for, until
+from tests.engine.conftest import (
+    Cell,
+    LocalDaemon,
+    new_cartridge,
+    people,
+    recipe,
+    signed,
+    site_for,
+    until,
+)
 from tests.support import eventually, task_id
 from tests.support.daemon import SimTwins
 
@@ -98,7 +107,9 @@ async def test_no_program_runs_on_another_batchs_cartridge(
             if x.batch_id in displaced:
                 held = await until(engine, x.batch_id, "Held", lambda y: y.state is S.HELD)
                 assert [d.kind for d in held.deviations] == ["identity"], held.deviations
-                await engine.command(x.batch_id, C.ABORT, by="sup", reason="identity")
+                await engine.command(
+                    x.batch_id, C.ABORT, by="sup", reason="identity", act=signed("sup", "aborted")
+                )
                 await until(engine, x.batch_id, "Aborted", lambda y: y.final)
             else:
                 end = await until(engine, x.batch_id, "Complete", lambda y: y.final)
