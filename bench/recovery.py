@@ -58,7 +58,7 @@ from simulators.shuttle import ShuttleTwin
 from simulators.world import World
 
 TARGET_S: Final = 2.0
-PASSWORD: Final = "p5 bench password, not a secret"
+PASSWORD: Final = "p5 recovery run, not a secret"
 RECIPE: Final = """\
 recipe: bench_recovery
 version: "1.0"
