@@ -98,6 +98,8 @@ class Scheduler:
         self.reserved: dict[tuple[str, str], str] = {}  # (shuttle, unit) -> batch
         self.parking: dict[tuple[str, str], str] = {}  # (shuttle, unit) -> batch parking there
         self.transport: dict[str, str] = {}  # shuttle -> batch holding its transport
+        # bays granted through parking -> the batch that must leave them (see _repark)
+        self.evicting: dict[tuple[str, str], str] = {}
         self.jobs: dict[str, set[str]] = {}  # analyzer -> batch:job keys holding a slot
         self.grants = 0
 
@@ -203,6 +205,8 @@ class Scheduler:
 
     def dispatch(self) -> None:
         """Grant what can be granted now, in policy order (called on every change)."""
+        if self.evicting:
+            self._repark()
         if not self._pending:
             return
         now = self.now()
@@ -219,6 +223,11 @@ class Scheduler:
     def _try(self, req: _Request) -> str | None:
         if req.kind == "transport":
             if req.shuttle in self.transport or not self.cell.is_up(req.shuttle):
+                return None
+            # a batch held by a lost link let the transport go while its move went on:
+            # a Move now would be refused (transport not Idle); its TransportChanged
+            # to Idle dispatches again
+            if self.cell.shuttles[req.shuttle].transport_state == icd.TransportState.MOVING:
                 return None
             self.transport[req.shuttle] = req.batch_id
             return req.shuttle
@@ -246,7 +255,10 @@ class Scheduler:
         units = list(self.cell.shuttles[req.shuttle].units.values())
         free = self._free(req.shuttle)
         empty = [u for u in units if usable(u) and free(u)]
-        if len(empty) < 1 + (self.reserve if len([u for u in units if usable(u)]) > 1 else 0):
+        # the reserve is waived only for a one-bay shuttle: waived whenever one bay was
+        # usable (the other out of service), it let that bay fill, and once the other
+        # was back two cartridges could each need the other's bay with none to park in
+        if len(empty) < 1 + (self.reserve if len(units) > 1 else 0):
             return None
         bay = least_scarce(empty, scarcity(units))
         assert bay is not None
@@ -257,7 +269,13 @@ class Scheduler:
         shuttle = req.shuttle
         units = list(self.cell.shuttles[shuttle].units.values())
         candidates = [u for u in units if req.capability in u.capabilities and usable(u)]
-        mine = [u for u in candidates if u.unit == req.location]
+        # the bay it asked from is its own only while its cartridge is still there (or
+        # moving out of it): it may have been parked out since, and another moved in
+        mine = [
+            u
+            for u in candidates
+            if u.unit == req.location and self.occ.occupant(shuttle, u.unit) == req.batch_id
+        ]
         if mine and self.reserved.get((shuttle, req.location), req.batch_id) == req.batch_id:
             return self._grant_unit(req, req.location)
         free = self._free(shuttle)
@@ -277,10 +295,36 @@ class Scheduler:
             if bay is None:
                 continue
             self.parking[(shuttle, bay.unit)] = occupant
+            self.evicting[key] = occupant
             log.info("parking", batch=occupant, origin=u.unit, to=bay.unit, for_batch=req.batch_id)
             self.occ.park(occupant, bay.unit)
             return self._grant_unit(req, u.unit)
         return None
+
+    def _repark(self) -> None:
+        """Park again an occupant that did not leave a bay granted to another batch.
+
+        The park of a bay's occupant runs as a task; when it starts, the occupant may
+        no longer be parkable (held, or busy), and the park does nothing. The batch the
+        bay was granted to then waits for the bay to empty, and the occupant, when it
+        next asks for that bay, waits for the grant: each for the other. So until the
+        occupant has left, every dispatch parks it again once it can be moved."""
+        for key, occupant in list(self.evicting.items()):
+            shuttle, unit = key
+            if key not in self.reserved or self.occ.occupant(shuttle, unit) != occupant:
+                del self.evicting[key]  # it left (or the grant ended)
+                continue
+            if occupant in self.parking.values() or not self.occ.parkable(occupant):
+                continue  # a park of it is under way, or it cannot move now
+            if not self.cell.is_up(shuttle):
+                continue
+            units = list(self.cell.shuttles[shuttle].units.values())
+            bay = parking_bay(units, unit, self._free(shuttle), scarcity(units))
+            if bay is None:
+                continue
+            self.parking[(shuttle, bay.unit)] = occupant
+            log.info("parking again", batch=occupant, origin=unit, to=bay.unit)
+            self.occ.park(occupant, bay.unit)
 
     def _grant_unit(self, req: _Request, unit: str) -> str:
         self.reserved[(req.shuttle, unit)] = req.batch_id
