@@ -291,6 +291,10 @@ class Scheduler:
             occupant = self.occ.occupant(shuttle, u.unit)
             if occupant is None or occupant == req.batch_id or not self.occ.parkable(occupant):
                 continue
+            if occupant in self.reserved.values():
+                # granted a unit itself (it moves out on its own): parking it too would
+                # let two batches each wait, cartridge lock held, for the other's bay
+                continue
             bay = parking_bay(units, u.unit, free, scarce)
             if bay is None:
                 continue
