@@ -269,15 +269,13 @@ class Scheduler:
         shuttle = req.shuttle
         units = list(self.cell.shuttles[shuttle].units.values())
         candidates = [u for u in units if req.capability in u.capabilities and usable(u)]
-        # the bay it asked from is its own only while its cartridge is still there (or
-        # moving out of it): it may have been parked out since, and another moved in
-        mine = [
-            u
-            for u in candidates
-            if u.unit == req.location and self.occ.occupant(shuttle, u.unit) == req.batch_id
-        ]
-        if mine and self.reserved.get((shuttle, req.location), req.batch_id) == req.batch_id:
-            return self._grant_unit(req, req.location)
+        # the bay its cartridge is in (or moving into or out of) is its own, wherever it
+        # asked from: it may have been parked since, out of that bay or into this one
+        own = [u for u in candidates if self.occ.occupant(shuttle, u.unit) == req.batch_id]
+        own.sort(key=lambda u: u.unit != req.location)
+        for u in own:
+            if self.reserved.get((shuttle, u.unit), req.batch_id) == req.batch_id:
+                return self._grant_unit(req, u.unit)
         free = self._free(shuttle)
         scarce = scarcity(units)
         choice = least_scarce([u for u in candidates if free(u)], scarce)
