@@ -433,9 +433,12 @@ class Model:
             return
         view = self.cell.shuttles[b.shuttle]
         if to != icd.OUTPUT_PORT:
-            await self.cell.wait(
-                b.shuttle, to, lambda: not view.units[to].cartridge_id or not view.up
-            )
+
+            def emptied() -> str:
+                return "down" if not view.up else "" if view.units[to].cartridge_id else "empty"
+
+            if await self.cell.wait(b.shuttle, to, emptied) == "down":
+                raise LinkHold(b.shuttle)
         await self.sched.transport_of(b.batch_id, b.priority + 1000, b.shuttle)
         try:
             self._require_up(b)
@@ -601,5 +604,6 @@ class Model:
         for name, p in self.phys.items():
             lines.append(f"  {name} bays {p.bays} load {p.load_port} moving {p.moving}")
         stuck = [b.batch_id for b in self.batches.values() if b.state != "final"]
-        lines += [t for t in self.trace if any(f"{bid} " in t for bid in stuck)][-30:]
+        named = [b for v in self.violations for b in self.batches if f"{b} " in v]
+        lines += [t for t in self.trace if any(f"{bid} " in t for bid in stuck + named)][-40:]
         return "\n".join(lines)

@@ -172,7 +172,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         if self.model is None:
             return
         self.m.check_bays()
-        assert not self.m.violations, self.m.violations
+        assert not self.m.violations, f"{self.m.violations}\n{self.m.describe()}"
         assert not self.m.crashed, self.m.crashed
 
     def teardown(self) -> None:
@@ -190,7 +190,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             except (Deadlock, Livelock) as exc:
                 raise AssertionError(f"{exc}\n{m.describe()}") from None
             m.check_bays()
-            assert not m.violations, m.violations
+            assert not m.violations, f"{m.violations}\n{m.describe()}"
             for b in m.batches.values():
                 assert b.state == "final" and b.location == icd.OUTPUT_PORT, m.describe()
             for p in m.phys.values():
@@ -515,3 +515,21 @@ def test_a_batch_parked_into_the_bay_it_waits_for_is_granted_it() -> None:
     m = _run_model(spec, scenario)
     assert not m.violations, m.violations
     assert any("park B1 A0->S" in t for t in m.trace), m.trace
+
+
+def test_a_link_lost_while_waiting_for_a_bay_to_empty_is_not_an_empty_bay() -> None:
+    """Found by the state machine: B2 waits for B1 to leave the bay it was granted (B1
+    held as its park began, so it stays). The link drops and comes back: the wait took
+    "link down" for "bay empty", and B2 was sent into B1's bay (the shuttle refuses)."""
+    spec = ShuttleSpec("S1", {"A0": ("a",), "A1": ("a",), "AB": ("a", "b")})
+
+    async def scenario(m: Model) -> None:
+        m.add_batch((Step("op", 300.0, "b"), Step("hold", 5000.0), Step("op", 300.0, "a")), 0, "S1")
+        m.add_batch((Step("op", 60.0, "a"), Step("op", 300.0, "b")), 0, "S1")
+        await asyncio.sleep(1200)  # B1 holds in AB; B2 was granted AB and waits for it
+        m.set_link("S1", False)
+        await asyncio.sleep(1)
+        m.set_link("S1", True)
+
+    m = _run_model(spec, scenario)
+    assert not m.violations, m.violations
