@@ -33,6 +33,7 @@ State diagram of one request::
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class _Request:
     shuttle: str = ""
     capability: str = ""
     location: str = ""
+    key: tuple[float, float, int] = (0.0, 0.0, 0)  # policy order (Scheduler._key)
     future: asyncio.Future[str] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -93,7 +95,8 @@ class Scheduler:
         self.now = now
         self.aging_seconds = aging_hours * 3600.0
         self.reserve = reserve
-        self._pending: list[_Request] = []
+        self._pending: list[_Request] = []  # in policy order
+        self._epoch = now()
         self._seq = itertools.count()
         self.reserved: dict[tuple[str, str], str] = {}  # (shuttle, unit) -> batch
         self.parking: dict[tuple[str, str], str] = {}  # (shuttle, unit) -> batch parking there
@@ -143,7 +146,8 @@ class Scheduler:
         )
 
     async def _wait(self, req: _Request) -> str:
-        self._pending.append(req)
+        req.key = self._key(req)
+        bisect.insort(self._pending, req, key=lambda r: r.key)
         self.dispatch()
         try:
             return await req.future
@@ -199,8 +203,13 @@ class Scheduler:
             self.release_job(granted, req.capability)
 
     # ------------------------------------------------------------------ policy
-    def _key(self, req: _Request, now: float) -> tuple[float, float, int]:
-        aged = req.priority + (now - req.ready_pt) / self.aging_seconds
+    def _key(self, req: _Request) -> tuple[float, float, int]:
+        """Policy order. The aged priority ``priority + (now - ready) / aging`` grows at
+        the same rate for every request, so the order of two requests never changes
+        with time: it is the order of ``priority - ready / aging`` (from the epoch, for
+        precision), and pending requests are kept sorted once instead of on every
+        dispatch."""
+        aged = req.priority - (req.ready_pt - self._epoch) / self.aging_seconds
         return (-aged, req.ready_pt, req.order)
 
     def dispatch(self) -> None:
@@ -209,12 +218,20 @@ class Scheduler:
             self._repark()
         if not self._pending:
             return
-        now = self.now()
-        for req in sorted(self._pending, key=lambda r: self._key(r, now)):
+        # a transport, an admission or an analyzer slot refused in this pass is refused
+        # to every later request of the same kind and shuttle (nothing in the check is
+        # the request's own, and grants only take resources): skip those
+        refused: set[tuple[str, str]] = set()
+        for req in list(self._pending):
             if req.future.done():
                 self._pending.remove(req)
                 continue
+            group = (req.kind, req.shuttle)
+            if group in refused:
+                continue
             granted = self._try(req)
+            if granted is None and req.kind != "unit":
+                refused.add(group)
             if granted is not None:
                 self._pending.remove(req)
                 self.grants += 1
