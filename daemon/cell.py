@@ -286,16 +286,8 @@ class CellView:
         view.load_port = await drv.load_port()
         view.output_port = tuple(await drv.output_port())
         t = await drv.transport_status()
-        if isinstance(t, tuple):  # TODO(merge): the typed TransportStatus of the opcua branch
-            (
-                view.transport_state,
-                view.transport_task,
-                view.transport_fault,
-                view.transport_fault_text,
-            ) = t
-        else:
-            view.transport_state, view.transport_task = t.state, t.task_id
-            view.transport_fault, view.transport_fault_text = t.fault_code, t.fault_text
+        view.transport_state, view.transport_task = t.state, t.task_id
+        view.transport_fault, view.transport_fault_text = t.fault_code, t.fault_text
 
     def _on_shuttle_event(self, name: str, ev: Event) -> None:
         view = self.shuttles[name]

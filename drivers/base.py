@@ -69,6 +69,11 @@ class InstrumentTimeout(CommunicationLost):
     """No answer in time; the outcome of the call is unknown (re-read before retrying)."""
 
 
+class InvalidAnswer(InstrumentError):
+    """The instrument answered outside the ICD (a malformed or out-of-range value, an
+    unknown state, a result that is not the program's): the value is not passed on."""
+
+
 # --------------------------------------------------------------------------- events
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
@@ -170,10 +175,50 @@ class UnitStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class TransportStatus:
+    """The shuttle's transport, read now."""
+
+    state: str  # icd.TransportState value
+    task_id: str
+    fault_code: int
+    fault_text: str
+
+
+# A program output (ICD "Programs"): a number, an id, or a list of ids (bag_ids).
+OutputValue = int | float | str | tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TaskResult:
+    """GetResult, checked against the ICD program table by the driver.
+
+    ``status`` tells a full run (``COMPLETE``) from one ended by Stop (``STOPPED``, the
+    unit State reads Complete for both). ``outputs`` hold each output of the table with
+    its kind (``icd.OUTPUT_KINDS``): read them with ``number``, ``ident`` and ``ids``.
+    ``program`` is the program the caller expected, when it said so."""
+
     task_id: str
     status: ResultStatus
-    outputs: Mapping[str, Any]
+    outputs: Mapping[str, OutputValue]
+    program: str | None = None
+
+    def number(self, name: str) -> float:
+        value = self.outputs[name]
+        if isinstance(value, str | tuple):
+            raise TypeError(f"output {name} is not a number")
+        return float(value)
+
+    def ident(self, name: str) -> str:
+        value = self.outputs[name]
+        if not isinstance(value, str):
+            raise TypeError(f"output {name} is not an id")
+        return value
+
+    def ids(self, name: str) -> tuple[str, ...]:
+        value = self.outputs[name]
+        if not isinstance(value, tuple):
+            raise TypeError(f"output {name} is not a list of ids")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,12 +252,23 @@ class Instrument(Protocol):
         """A new subscriber's stream of events, from now on, none dropped."""
         ...
 
+    @property
+    def reconnects(self) -> int:
+        """Links restored after a loss since the driver was made (for metrics)."""
+        ...
+
 
 @runtime_checkable
 class Shuttle(Instrument, Protocol):
     async def units(self) -> Mapping[str, UnitInfo]: ...
 
-    async def unit_status(self, unit: str) -> UnitStatus: ...
+    async def unit_status(self, unit: str) -> UnitStatus:
+        """The unit's variables, read now."""
+        ...
+
+    def cached_status(self, unit: str) -> UnitStatus:
+        """The unit as the event stream last showed it (no wire access)."""
+        ...
 
     async def start(
         self,
@@ -233,10 +289,17 @@ class Shuttle(Instrument, Protocol):
 
     async def abort(self, unit: str, task_id: str) -> None: ...
 
-    async def clear(self, unit: str) -> None: ...
+    async def clear(self, unit: str) -> None:
+        """Clear (Aborted|Faulted -> Idle). Not repeatable on the wire, so the state is
+        read first: Idle is nothing to do, a repeat after a lost answer is safe."""
+        ...
 
-    async def result(self, task_id: str, unit: str | None = None) -> TaskResult:
-        """GetResult; with no ``unit`` every unit is asked (recovery after a restart)."""
+    async def result(
+        self, task_id: str, unit: str | None = None, program: str | None = None
+    ) -> TaskResult:
+        """GetResult; with no ``unit`` every unit is asked (recovery after a restart).
+        ``program``: the program the caller started under ``task_id``; the outputs must
+        then be exactly that program's (``InvalidAnswer`` otherwise)."""
         ...
 
     async def load_port(self) -> str: ...
@@ -247,7 +310,13 @@ class Shuttle(Instrument, Protocol):
         """Transport.Move; idempotent by ``task_id``. Returns the RunId."""
         ...
 
-    async def clear_transport(self) -> None: ...
+    async def clear_transport(self) -> None:
+        """Transport.Clear (Faulted -> Idle), state read first as for ``clear``."""
+        ...
+
+    async def transport_status(self) -> TransportStatus:
+        """The transport's State, TaskId, FaultCode and FaultText, read now."""
+        ...
 
 
 @runtime_checkable

@@ -51,6 +51,11 @@ TWIN_NS: Final = "urn:cellfab:twin:v1"
 DEFAULT_SHUTTLE_PORT: Final = 4840
 SHUTTLE_PATH: Final = "/shuttle"
 
+# Section 4 (1.1): ranges of the twin controls' arguments (closed), else BadOutOfRange.
+TWIN_CELLS: Final = (1e3, 1e11)
+TWIN_VIABILITY_PCT: Final = (0.0, 100.0)
+TWIN_TIME_SCALE: Final = (0.001, 1e7)
+
 HISTORY_LEN: Final = 64  # programs per unit / moves of the transport kept for idempotency
 MOVE_SECONDS: Final = 60.0  # process time of one transport move
 LOAD_PORT: Final = "LoadPort"
@@ -106,6 +111,7 @@ class BrowseName:
     REMOVE_CARTRIDGE = "RemoveCartridge"
     INJECT_FAULT = "InjectFault"
     TIME_SCALE = "TimeScale"
+    STARTED_PROGRAMS = "StartedPrograms"  # 1.1
 
 
 class DeviceState(StrEnum):
@@ -136,6 +142,7 @@ class ResultStatus(StrEnum):
     RUNNING = "Running"
     HELD = "Held"
     COMPLETE = "Complete"
+    STOPPED = "Stopped"  # 1.1: ended by Stop (the unit reads Complete); outputs for the part run
     ABORTED = "Aborted"
     FAULTED = "Faulted"
     UNKNOWN = "Unknown"
@@ -146,6 +153,7 @@ BAD_INVALID_ARGUMENT: Final = "BadInvalidArgument"
 BAD_NOT_SUPPORTED: Final = "BadNotSupported"
 BAD_NO_MATCH: Final = "BadNoMatch"
 BAD_INVALID_STATE: Final = "BadInvalidState"
+BAD_OUT_OF_RANGE: Final = "BadOutOfRange"  # twin control arguments (section 4, 1.1)
 
 # Units a cartridge may leave (ICD "Moves").
 LEAVABLE_STATES: Final = frozenset(
@@ -213,6 +221,54 @@ class ParamSpec:
         return str(self.kind)
 
 
+class OutputKind(StrEnum):
+    """What a program output holds (ICD "Programs": numbers, except ids and bag_ids)."""
+
+    NUMBER = "number"  # a finite JSON number
+    ID = "id"  # an identifier, ID_RE
+    SAMPLE_ID = "sample_id"  # a SampleId, SAMPLE_ID_RE
+    IDS = "ids"  # a JSON array of identifiers
+
+
+# The kind of every output name of the program table (a name means one thing in every
+# program that has it).
+OUTPUT_KINDS: Final[dict[str, OutputKind]] = {
+    "cells_out": OutputKind.NUMBER,
+    "purity_pct": OutputKind.NUMBER,
+    "efficiency_pct": OutputKind.NUMBER,
+    "viability_pct": OutputKind.NUMBER,
+    "volume_ml": OutputKind.NUMBER,
+    "bags": OutputKind.NUMBER,
+    "sample_id": OutputKind.SAMPLE_ID,
+    "bag_ids": OutputKind.IDS,
+}
+
+
+_FLOAT_LIMIT: Final = 2**1024  # JSON integers from here on have no float
+
+
+def check_output(name: str, value: object) -> str | None:
+    """Why ``value`` (decoded JSON) is not what output ``name`` holds, or None."""
+    kind = OUTPUT_KINDS.get(name)
+    if kind is None:
+        return f"{_short(name)} is not an output of the ICD program table"
+    if kind is OutputKind.NUMBER:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{name} must be a number, got {_json_type(value)}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name} must be finite, got {value!r}"
+        if isinstance(value, int) and abs(value) >= _FLOAT_LIMIT:
+            return f"{name} is out of range, got {_short(value)}"
+        return None
+    if kind is OutputKind.IDS:
+        if not isinstance(value, list) or not all(is_id(v) for v in value):
+            return f"{name} must be an array of identifiers, got {_short(value)}"
+        return None
+    if kind is OutputKind.SAMPLE_ID:
+        return None if is_sample_id(value) else f"{name} must be a SampleId, got {_short(value)}"
+    return None if is_id(value) else f"{name} must be an identifier, got {_short(value)}"
+
+
 @dataclass(frozen=True, slots=True)
 class ProgramSpec:
     """One row of the ICD program table."""
@@ -242,6 +298,27 @@ class ProgramSpec:
         for p in self.params:
             if p.name in params and (why := p.check(params[p.name])) is not None:
                 errors.append(why)
+        return errors
+
+    def check_outputs(self, outputs: object, *, complete: bool) -> list[str]:
+        """Every reason ``outputs`` (decoded JSON) are not this program's; empty when they are.
+
+        ``complete``: a full run must report every output of the table; a stopped one
+        reports those computed for the part that ran (a subset)."""
+        if not isinstance(outputs, dict):
+            return [f"Outputs must be a JSON object, got {_json_type(outputs)}"]
+        errors = [
+            f"unknown output {_short(key)} of {self.name} (outputs: {', '.join(self.outputs)})"
+            for key in outputs
+            if key not in self.outputs
+        ]
+        if complete:
+            errors += [f"missing output {name}" for name in self.outputs if name not in outputs]
+        errors += [
+            why
+            for key, value in outputs.items()
+            if key in self.outputs and (why := check_output(key, value)) is not None
+        ]
         return errors
 
 
@@ -381,10 +458,69 @@ IR_PROGRESS: Final = 3
 IR_JOB_FAULT: Final = 4
 IR_RESULTS: Final = 8  # 8..21, seven float32
 
-# Twin controls (section 4), holding registers.
+# Twin controls (section 4): holding registers, and (1.1) the jobs-created counter.
 TWIN_HR_FAULT_CODE: Final = 900
 TWIN_HR_FAULT_RAISE: Final = 901
 TWIN_HR_TIME_SCALE: Final = 902  # 902..903, float32
+TWIN_IR_JOBS_CREATED: Final = 900  # 900..901, uint32 (idempotent repeats not counted)
+TWIN_TIME_SCALE_MIN: Final = 0.001  # 1.1: process seconds per wall second
+TWIN_TIME_SCALE_MAX: Final = 1e7
+
+# 1.1 Modbus framing: function codes served, request sizes, whole values.
+FC_READ_HOLDING: Final = 0x03
+FC_READ_INPUT: Final = 0x04
+FC_WRITE_SINGLE: Final = 0x06
+FC_WRITE_MULTIPLE: Final = 0x10
+FUNCTION_CODES: Final = frozenset(
+    {FC_READ_HOLDING, FC_READ_INPUT, FC_WRITE_SINGLE, FC_WRITE_MULTIPLE}
+)
+MAX_READ_REGS: Final = 125
+MAX_WRITE_REGS: Final = 123
+# Holding-register spans of a slot (offsets) written whole: JobSeq, panel, SampleId, command.
+HR_SLOT_VALUES: Final = ((0, 2), (2, 3), (3, 11), (11, 12))
+
+
+@dataclass(frozen=True, slots=True)
+class SerialLine:
+    """Line settings of a serial port (1.1: Cell Q RTU is 19200 8N1 unless the site
+    configures otherwise; the balance is 9600 8N1). Refuses what no UART does."""
+
+    baudrate: int = 19200
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: float = 1
+
+    BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if isinstance(self.baudrate, bool) or self.baudrate not in self.BAUDRATES:
+            problems.append(f"baudrate {self.baudrate!r} is not one of {self.BAUDRATES}")
+        if isinstance(self.bytesize, bool) or self.bytesize not in (7, 8):
+            problems.append(f"bytesize {self.bytesize!r} is not 7 or 8")
+        if self.parity not in ("N", "E", "O"):
+            problems.append(f"parity {self.parity!r} is not N, E or O")
+        if isinstance(self.stopbits, bool) or self.stopbits not in (1, 1.5, 2):
+            problems.append(f"stopbits {self.stopbits!r} is not 1, 1.5 or 2")
+        if problems:
+            raise ValueError("serial line: " + "; ".join(problems))
+
+    def serial_settings(self) -> dict[str, Any]:
+        """The settings as pyserial and pymodbus take them (keyword arguments)."""
+        return {
+            "baudrate": self.baudrate,
+            "bytesize": self.bytesize,
+            "parity": self.parity,
+            "stopbits": self.stopbits,
+        }
+
+    def char_seconds(self) -> float:
+        """Wall seconds one character takes on the line (start + data + parity + stop)."""
+        bits = 1 + self.bytesize + (self.parity != "N") + self.stopbits
+        return bits / self.baudrate
+
+    def __str__(self) -> str:
+        return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits:g}"
 
 
 def slot_base(slot: int) -> int:
@@ -481,6 +617,7 @@ def panel_is_valid(panel: int) -> bool:
 
 
 # Modbus exception codes the ICD uses.
+EXC_ILLEGAL_FUNCTION: Final = 0x01  # 1.1: any function code but 03, 04, 06, 16
 EXC_ILLEGAL_ADDRESS: Final = 0x02
 EXC_ILLEGAL_VALUE: Final = 0x03
 EXC_DEVICE_FAILURE: Final = 0x04
@@ -524,8 +661,21 @@ def decode_string(regs: list[int] | tuple[int, ...]) -> str:
     return raw.decode("ascii")
 
 
+def parse_sample_id(regs: list[int] | tuple[int, ...]) -> str | None:
+    """The SampleId in 8 registers exactly as ``encode_string`` writes one (ASCII, NUL
+    padded, nothing after the first NUL), or None when they hold none."""
+    try:
+        text = decode_string(regs)
+    except ValueError:
+        return None
+    if not is_sample_id(text) or encode_string(text) != list(regs):
+        return None
+    return text
+
+
 # --------------------------------------------------------------------------- section 3
 BALANCE_BAUD: Final = 9600
+BALANCE_LINE: Final = SerialLine(baudrate=BALANCE_BAUD)
 BALANCE_EOL: Final = b"\r\n"
 BALANCE_VALUE_WIDTH: Final = 10
 PRODUCT_DENSITY_G_PER_ML: Final = 1.03
@@ -539,6 +689,11 @@ def format_weight(grams: float) -> str:
 # --------------------------------------------------------------------------- helpers
 def _fmt(x: float | None) -> str:
     return "-" if x is None else (f"{x:g}")
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 def _json_type(value: object) -> str:

@@ -4,7 +4,8 @@ This module owns ``SerialBalance``, the ``drivers.base.Balance`` the daemon uses
 check the fill of final product bags: 9600 baud 8N1, commands and answers framed by
 CR LF, one command at a time, a timeout per command, every answer mapped::
 
-    S S <v> g              -> grams                (S, SI: Weight(stable=True))
+    S S <v> g              -> grams                (S, SI: Weight(stable=True));
+                              <v>: 10 characters, right-aligned, 3 decimals
     S D <v> g              -> Weight(stable=False) (SI only)
     T S <v> g              -> tare grams           (T)
     Z A                    -> done                 (Z)
@@ -40,6 +41,12 @@ command's answer when its form fits.
 
 A read or write error (device unplugged, pty closed) closes the port and raises
 CommunicationLost; the next command reopens it, so the driver recovers by itself.
+Connection state (``state``, the ``drivers._link.ConnectionState`` every driver
+reports; the balance has no event stream and no supervisor: it is reopened by the
+next command, not by a background task)::
+
+    CLOSED --__aenter__--> CONNECTED --read/write error--> LOST --next command--> CONNECTED
+    any --__aexit__--> CLOSED
 """
 
 from __future__ import annotations
@@ -52,8 +59,10 @@ from dataclasses import dataclass
 from typing import Final, Self
 
 import serial as pyserial
+import structlog
 
 from drivers import icd
+from drivers._link import ConnectionState
 from drivers.base import (
     Busy,
     CommunicationLost,
@@ -64,13 +73,19 @@ from drivers.base import (
     Weight,
 )
 
-_WEIGHT_RE: Final = re.compile(r"([ST]) ([SD]) +(-?\d+(?:\.\d+)?) g")
+log = structlog.get_logger("cellfab.drivers.serial")
+
+# ICD section 3: the value is right-aligned in a 10-character field, three decimals.
+_WEIGHT_RE: Final = re.compile(
+    rf"([ST]) ([SD]) (?=.{{{icd.BALANCE_VALUE_WIDTH}}} g$)( *-?\d+\.\d{{3}}) g"
+)
+_DRAIN_READS: Final = 16  # at most 1 MiB of stale input dropped before a command
 _STATUS_RE: Final = re.compile(r"([STZ]) ([AI+-])")
 
 
 @dataclass(frozen=True, slots=True)
 class BalanceSettings:
-    baudrate: int = icd.BALANCE_BAUD
+    line: icd.SerialLine = icd.BALANCE_LINE  # ICD section 3: 9600 8N1
     timeout: float = 2.0  # wall seconds per command
     max_line: int = 128
 
@@ -103,6 +118,12 @@ class SerialBalance:
         self._lines: asyncio.Queue[bytes | _Broken | _Garbage] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._state = ConnectionState.CLOSED
+        self.lines_received = 0  # complete lines read (diagnostics and tests)
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
 
     # ------------------------------------------------------------------ life cycle
     async def __aenter__(self) -> Self:
@@ -111,23 +132,19 @@ class SerialBalance:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._close()
+        self._state = ConnectionState.CLOSED
 
     def _open(self, op: str) -> None:
         self._loop = asyncio.get_running_loop()
+        line = self.settings.line
         try:
             ser = pyserial.Serial(
-                self.port,
-                baudrate=self.settings.baudrate,
-                bytesize=pyserial.EIGHTBITS,
-                parity=pyserial.PARITY_NONE,
-                stopbits=pyserial.STOPBITS_ONE,
-                timeout=0,
-                write_timeout=0,
-                exclusive=True,
+                self.port, **line.serial_settings(), timeout=0, write_timeout=0, exclusive=True
             )
         except (pyserial.SerialException, OSError, ValueError) as exc:
             raise CommunicationLost(self.name, op, f"cannot open {self.port}: {exc}") from None
         self._serial = ser
+        self._state = ConnectionState.CONNECTED
         self._fd = ser.fileno()
         os.set_blocking(self._fd, False)
         self._buf.clear()
@@ -147,7 +164,9 @@ class SerialBalance:
             ser.close()
 
     def _fail(self, reason: str) -> None:
+        log.warning("balance line failed", instrument=self.name, port=self.port, reason=reason)
         self._close()
+        self._state = ConnectionState.LOST
         self._lines.put_nowait(_Broken(reason))
 
     # ------------------------------------------------------------------ framing
@@ -170,6 +189,7 @@ class SerialBalance:
             if self._skipping:
                 self._skipping = False
                 continue
+            self.lines_received += 1
             self._lines.put_nowait(line)
         if len(self._buf) > self.settings.max_line:
             self._buf.clear()
@@ -178,8 +198,18 @@ class SerialBalance:
                 self._lines.put_nowait(_Garbage())
 
     def _drain(self) -> None:
+        """Drop every line queued and every byte the port holds unread (bounded: a
+        balance that never stops talking gets its command anyway)."""
         while not self._lines.empty():
             self._lines.get_nowait()
+        for _ in range(_DRAIN_READS):
+            try:
+                if not os.read(self._fd, 65536):
+                    break
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break  # the next read by the loop reports the failure
 
     async def _write_all(self, op: str, data: bytes) -> None:
         view = memoryview(data)
@@ -250,7 +280,7 @@ class SerialBalance:
         if answer == "ET":
             raise CommunicationLost(self.name, op, "balance reports a transmission error (ET)")
         if head == cmd[:1] and (m := _WEIGHT_RE.fullmatch(answer)):
-            return m.group(2), float(m.group(3))
+            return m.group(2), float(m.group(3))  # at most 10 characters: finite
         if head == cmd[:1] and (m := _STATUS_RE.fullmatch(answer)):
             status = m.group(2)
             if status == "I":

@@ -22,6 +22,13 @@ weight is ``gross - zero - tare``. When a new bag arrives the reading is dynamic
 Overload: gross above ``capacity_g`` (default 2200 g). Underload: the load below the
 zero point by more than ``underload_g`` (default 50 g: the pan was zeroed under a
 heavier load than it holds now). Commands are matched exactly (case and spaces).
+
+The line, under a flood or noise: answers are written whole, in order; while the client
+does not read them the twin stops reading its commands (they wait in the pty) beyond
+``MAX_QUEUED``, so a flood costs bounded memory and never a truncated answer joined to
+the next line. An answer nobody reads for ``DROP_AFTER`` is dropped whole (counted). A
+line longer than ``MAX_LINE`` without its CR LF is answered ``ES`` once and dropped up to
+its end.
 Zeroing clears the tare. ``<value>`` is ``icd.format_weight``: right-aligned in 10
 characters, three decimals.
 """
@@ -29,7 +36,6 @@ characters, three decimals.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -37,11 +43,14 @@ from typing import Final
 from drivers import icd
 from simulators.faults import SerialFaults
 from simulators.serialline import Pty
+from simulators.tasks import TaskOwner
 from simulators.world import World
 
 CAPACITY_G: Final = 2200.0
 UNDERLOAD_G: Final = 50.0
-MAX_LINE: Final = 256  # a longer line without CR LF is noise: dropped, answered ES
+MAX_LINE: Final = 256  # a longer line without CR LF is noise: answered ES once, dropped
+MAX_QUEUED: Final = 64  # commands waiting for their answers before reading pauses
+DROP_AFTER: Final = 0.5  # wall s: an answer nobody reads for this long is dropped whole
 _POLL_SECONDS: Final = 0.02
 
 
@@ -49,7 +58,7 @@ _POLL_SECONDS: Final = 0.02
 class BalanceCounters:
     commands: int = 0
     errors: int = 0  # answered ES
-    answers_dropped: int = 0  # nobody read the pty and its buffer was full
+    answers_dropped: int = 0  # whole answers nobody read for DROP_AFTER (never a part)
     overlong_lines: int = 0
 
 
@@ -75,13 +84,21 @@ class BalanceTwin:
         self.tare_g = 0.0
         self._pty: Pty | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._skipping = False  # dropping an overlong line up to its end
+        self._answering = 0  # 1 while an answer is being made or written
+        self._reading = False
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskOwner("balance")
         self._bag_id: str | None = None
         self._load_g = 0.0  # gross load settled on
         self._from_g = 0.0  # gross load before the last bag arrived
         self._since = -1e9  # wall time the last bag arrived
+
+    @property
+    def pending(self) -> int:
+        """Commands read from the line and not answered yet (0 when the twin is idle)."""
+        return self._queue.qsize() + self._answering
 
     @property
     def port_path(self) -> str:
@@ -96,24 +113,19 @@ class BalanceTwin:
         self._queue = asyncio.Queue()
         self._observe()
         self._since = -1e9  # what is on the pan at start is settled
-        self._loop.add_reader(self._pty.master, self._on_readable)
-        self._tasks = [
-            asyncio.create_task(self._answer_loop(), name="balance-answers"),
-            asyncio.create_task(self._watch_loop(), name="balance-watch"),
-        ]
+        self._set_reading(True)
+        self._tasks.start(self._answer_loop(), "answers")
+        self._tasks.start(self._watch_loop(), "watch")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        if self._pty is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self._pty.master)
-            self._pty.close()
-            self._pty = None
+        try:
+            await self._tasks.stop()  # raises a crash of a background task
+        finally:
+            if self._pty is not None:
+                if self._reading:
+                    self._set_reading(False)
+                self._pty.close()
+                self._pty = None
 
     async def __aenter__(self) -> BalanceTwin:
         await self.start()
@@ -181,17 +193,36 @@ class BalanceTwin:
         if not data:
             return
         self._buffer += data
-        while b"\n" in self._buffer:
-            line, self._buffer = self._buffer.split(b"\n", 1)
-            self._queue.put_nowait(line.rstrip(b"\r"))
+        while (end := self._buffer.find(b"\n")) >= 0:
+            line = bytes(self._buffer[:end]).rstrip(b"\r")
+            del self._buffer[: end + 1]
+            if self._skipping:  # the end of an overlong line, answered already
+                self._skipping = False
+                continue
+            self._queue.put_nowait(line)
         if len(self._buffer) > MAX_LINE:
-            self._buffer = b""
-            self.counters.overlong_lines += 1
-            self._queue.put_nowait(b"\xff")  # answered ES
+            self._buffer.clear()
+            if not self._skipping:  # one ES per overlong line, then drop it to its end
+                self._skipping = True
+                self.counters.overlong_lines += 1
+                self._queue.put_nowait(b"\xff")
+        if self._queue.qsize() >= MAX_QUEUED and self._reading:
+            self._set_reading(False)  # a flood: the client's writes wait in the pty
+
+    def _set_reading(self, on: bool) -> None:
+        assert self._loop is not None and self._pty is not None
+        if on:
+            self._loop.add_reader(self._pty.master, self._on_readable)
+        else:
+            self._loop.remove_reader(self._pty.master)
+        self._reading = on
 
     async def _answer_loop(self) -> None:
         while True:
             line = await self._queue.get()
+            self._answering = 1
+            if not self._reading and self._queue.qsize() < MAX_QUEUED // 2:
+                self._set_reading(True)
             wait = self.faults.wait_seconds()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -200,10 +231,38 @@ class BalanceTwin:
                 command = line.decode("ascii")
             except UnicodeDecodeError:
                 command = "\xff"
-            out = self.faults.mangle(self.answer(command).encode("ascii") + icd.BALANCE_EOL)
-            assert self._pty is not None
-            if self._pty.write(out) < len(out):
-                self.counters.answers_dropped += 1
+            await self._send(self.faults.mangle(self.answer(command).encode() + icd.BALANCE_EOL))
+            self._answering = 0
+
+    async def _send(self, answer: bytes) -> None:
+        """Write one answer whole, or (nobody has read the line for ``DROP_AFTER``) not
+        at all: an answer is never cut, so it never joins the next line."""
+        assert self._pty is not None
+        view = memoryview(answer)
+        started = False
+        while view:
+            taken = self._pty.write(view)
+            if taken:
+                started = True
+                view = view[taken:]
+                continue
+            if not await self._writable(None if started else DROP_AFTER):
+                self.counters.answers_dropped += 1  # nothing of it went out
+                return
+
+    async def _writable(self, give_up_after: float | None) -> bool:
+        """Wait until the pty takes bytes again (False after ``give_up_after`` s)."""
+        assert self._loop is not None and self._pty is not None
+        ready = self._loop.create_future()
+        fd = self._pty.master
+        self._loop.add_writer(fd, lambda: ready.done() or ready.set_result(True))
+        try:
+            async with asyncio.timeout(give_up_after):
+                return await ready
+        except TimeoutError:
+            return False
+        finally:
+            self._loop.remove_writer(fd)
 
     async def _watch_loop(self) -> None:
         while True:

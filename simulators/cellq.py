@@ -1,15 +1,11 @@
 """Cell Q QC analyzer twin: ICD section 2 (and the section 4 twin controls) over Modbus.
 
-This module owns the analyzer's register map and its job engine, served by a plain
-pymodbus 3.16.1 server (TCP, and RTU on a serial line when ``serial_port`` names one;
-both share one datastore, so the register code is the same on both wires).
-
-pymodbus hook: a ``ModbusServerContext`` whose ``old_simulator`` flag is set is used by
-the server as is (server/base.py); the request PDUs call its ``async_getValues`` /
-``async_setValues`` and turn a returned ``ExcCodes`` into an exception answer
-(pdu/register_message.py), and a ``NoSuchIdException`` into no answer at all when the
-server runs with ``ignore_missing_devices`` (server/requesthandler.py). That is how
-every ICD exception code is answered from inside the request that caused it.
+This module owns the analyzer's register map and its job engine. The wire (Modbus TCP,
+and RTU on a serial line when ``serial_port`` names one, with the ICD 1.1 framing
+rules) is ``simulators.modbus_server``; both wires share one register map, so the
+register code is the same on both. Every request reaches ``handle``, which answers the
+registers read, a write done, or the ICD exception code (02 outside the map, 03 bad
+value or part of a 32-bit value or string, 04 faulted, 06 not in that state).
 
 Slot states (input register b+2) and the commands that move them::
 
@@ -33,35 +29,37 @@ assay, so results do not depend on how often anyone looks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
-
-from pymodbus.constants import ExcCodes
-from pymodbus.datastore import ModbusServerContext
-from pymodbus.exceptions import NoSuchIdException
-from pymodbus.framer import FramerType
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 from drivers import icd
 from simulators.clock import Clock
 from simulators.faults import ModbusFaults
+from simulators.modbus_server import SILENT, Answer, ModbusServer, Request
+from simulators.tasks import TaskOwner
 from simulators.world import InsufficientVolume, UnknownSample, World
 
-_INPUT_FC: Final = frozenset({4})
-_HOLDING_READ_FC: Final = frozenset({3, 23, 22})
-_HOLDING_WRITE_FC: Final = frozenset({6, 16, 23, 22})
-_MAX_READ: Final = 125
 _SLOTS_END: Final = icd.SLOT_BASE + icd.SLOT_COUNT * icd.SLOT_STRIDE
 _TWIN_REGS: Final = range(icd.TWIN_HR_FAULT_CODE, icd.TWIN_HR_TIME_SCALE + 2)
+_TWIN_INPUT_REGS: Final = range(icd.TWIN_IR_JOBS_CREATED, icd.TWIN_IR_JOBS_CREATED + 2)
+# ICD 1.1: 32-bit values and strings are written whole (JobSeq, SampleId, time scale).
+_WHOLE_VALUES: Final = (
+    *(
+        range(icd.slot_base(slot) + lo, icd.slot_base(slot) + hi)
+        for slot in range(icd.SLOT_COUNT)
+        for lo, hi in icd.HR_SLOT_VALUES
+        if hi - lo > 1
+    ),
+    range(icd.TWIN_HR_TIME_SCALE, icd.TWIN_HR_TIME_SCALE + 2),
+)
 _RESULT_SLOTS: Final = range(icd.IR_RESULTS, icd.IR_RESULTS + 2 * len(icd.Assay))
 _NAN: Final = icd.encode_f32(math.nan)
 _TICK_SECONDS: Final = 0.1
+_COMMANDS: Final = frozenset(int(c) for c in icd.Command)
 
 
 class CommandRefused(Exception):
@@ -145,50 +143,14 @@ class Slot:
         return regs
 
 
-class CellQDatastore(ModbusServerContext):
-    """The twin's register map as a pymodbus server context (one device id).
-
-    Deliberately does not call ``ModbusServerContext.__init__`` (it wants pymodbus's
-    simulator devices); it sets the two attributes the server looks at.
-    """
-
-    def __init__(self, twin: CellQTwin) -> None:
-        self.old_simulator = True
-        self.simdevices = []
-        self._twin = twin
-        self._echo: list[int] | None = None
-
-    def device_ids(self) -> list[int]:
-        return [self._twin.device_id]
-
-    async def async_getValues(
-        self, device_id: int, func_code: int, address: int, count: int = 1
-    ) -> list[int] | list[bool] | ExcCodes:
-        if func_code == 6 and self._echo is not None:
-            # pymodbus reads back after a write-single; the answer must echo the request.
-            echo, self._echo = self._echo, None
-            return echo
-        return await self._twin._request(device_id, func_code, address, count, None)
-
-    async def async_setValues(
-        self,
-        device_id: int,
-        func_code: int,
-        address: int,
-        values: Sequence[int] | Sequence[bool],
-    ) -> ExcCodes | None:
-        result = await self._twin._request(device_id, func_code, address, len(values), values)
-        if result is None and func_code == 6:
-            self._echo = [int(v) for v in values]
-        return result if isinstance(result, ExcCodes) else None
-
-
 class CellQTwin:
     """A Cell Q analyzer on Modbus TCP (and RTU when ``serial_port`` is given).
 
     ``port=None`` serves no TCP (RTU only). ``submitted[job_seq]`` counts the jobs a
-    submit actually created; an idempotent re-submit leaves it at 1. ``faults`` injects
-    Modbus exception answers, silence and slow answers (simulators/faults.py).
+    submit actually created (an idempotent re-submit leaves it at 1; their sum is the
+    ICD 1.1 jobs-created counter); ``commands`` counts the commands handled by kind.
+    ``faults`` injects Modbus exception answers, silence, lost and slow answers
+    (simulators/faults.py).
     """
 
     def __init__(
@@ -200,7 +162,7 @@ class CellQTwin:
         port: int | None = 0,
         serial_port: str | None = None,
         device_id: int = icd.CELLQ_DEVICE_ID,
-        baudrate: int = 19200,
+        line: icd.SerialLine | None = None,
     ) -> None:
         self.world = world
         self.clock = clock
@@ -209,8 +171,9 @@ class CellQTwin:
         self._serve_tcp = port is not None
         self.serial_port = serial_port
         self.device_id = device_id
-        self.baudrate = baudrate
+        self.line = line if line is not None else icd.SerialLine()  # 1.1: 19200 8N1
         self.submitted: Counter[int] = Counter()
+        self.commands: Counter[icd.Command] = Counter()  # handled, refused ones included
         self.faults = ModbusFaults()
         self.requests = 0  # requests for this device id that reached the register map
         self.slots = [Slot(i) for i in range(icd.SLOT_COUNT)]
@@ -219,46 +182,32 @@ class CellQTwin:
         self._order = itertools.count(1)
         self._last = clock.now()
         self._wall0 = time.monotonic()
-        self._store = CellQDatastore(self)
-        self._tcp: ModbusTcpServer | None = None
-        self._rtu: ModbusSerialServer | None = None
-        self._tick: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner("cellq")
+        self.server = ModbusServer(
+            self.handle,
+            unit=device_id,
+            host=host,
+            port=self.port if self._serve_tcp else None,
+            serial_port=serial_port,
+            line=self.line,
+            name="cellq",
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._wall0 = time.monotonic()
         self._last = self.clock.now()
+        await self.server.start()
         if self._serve_tcp:
-            self._tcp = ModbusTcpServer(
-                self._store,
-                address=(self.host, self.port),
-                ignore_missing_devices=True,
-            )
-            await self._tcp.serve_forever(background=True)
-            server = self._tcp.transport
-            assert isinstance(server, asyncio.Server)
-            self.port = server.sockets[0].getsockname()[1]
-        if self.serial_port is not None:
-            self._rtu = ModbusSerialServer(
-                self._store,
-                framer=FramerType.RTU,
-                port=self.serial_port,
-                baudrate=self.baudrate,
-                ignore_missing_devices=True,
-            )
-            await self._rtu.serve_forever(background=True)
-        self._tick = asyncio.create_task(self._ticker(), name="cellq-tick")
+            assert self.server.port is not None
+            self.port = self.server.port
+        self._tasks.start(self._ticker(), "tick")
 
     async def stop(self) -> None:
-        if self._tick is not None:
-            self._tick.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tick
-            self._tick = None
-        for server in (self._tcp, self._rtu):
-            if server is not None:
-                await server.shutdown()
-        self._tcp = self._rtu = None
+        try:
+            await self.server.stop()
+        finally:
+            await self._tasks.stop()  # raises a crash of a background task
 
     async def __aenter__(self) -> CellQTwin:
         await self.start()
@@ -279,6 +228,11 @@ class CellQTwin:
             return icd.AnalyzerState.FAULTED
         busy = any(s.state in (icd.SlotState.QUEUED, icd.SlotState.RUNNING) for s in self.slots)
         return icd.AnalyzerState.BUSY if busy else icd.AnalyzerState.IDLE
+
+    @property
+    def jobs_created(self) -> int:
+        """Jobs a submit created (ICD 1.1 twin counter, input registers 900..901)."""
+        return sum(self.submitted.values()) & 0xFFFFFFFF
 
     @property
     def heartbeat(self) -> int:
@@ -351,6 +305,8 @@ class CellQTwin:
         job_seq = icd.decode_u32(hr[icd.HR_JOB_SEQ : icd.HR_JOB_SEQ + 2])
         if command == icd.Command.NONE:
             return
+        if command in _COMMANDS:
+            self.commands[icd.Command(command)] += 1
         if command == icd.Command.SUBMIT:
             self._submit(slot, job_seq)
         elif command in (icd.Command.ABORT, icd.Command.RELEASE):
@@ -383,13 +339,18 @@ class CellQTwin:
             return  # idempotent: this job exists already
         hr = slot.holding
         panel = hr[icd.HR_PANEL]
-        sample_id = _sample_id(hr[icd.HR_SAMPLE_ID : icd.HR_SAMPLE_ID + icd.STRING_REGS])
+        sample_id = icd.parse_sample_id(hr[icd.HR_SAMPLE_ID : icd.HR_SAMPLE_ID + icd.STRING_REGS])
         if job_seq == 0:
             raise CommandRefused(icd.EXC_ILLEGAL_VALUE, "JobSeq 0")
         if sample_id is None:
             raise CommandRefused(icd.EXC_ILLEGAL_VALUE, "empty or malformed SampleId")
         if not icd.panel_is_valid(panel):
             raise CommandRefused(icd.EXC_ILLEGAL_VALUE, f"bad panel {panel:#x}")
+        holder = next((s for s in self.slots if s.job and s.job.job_seq == job_seq), None)
+        if holder is not None:  # 1.1: a re-send into the wrong slot never makes a 2nd job
+            raise CommandRefused(
+                icd.EXC_ILLEGAL_VALUE, f"JobSeq {job_seq} is held by slot {holder.index}"
+            )
         if self.fault_code:
             raise CommandRefused(icd.EXC_DEVICE_FAILURE, "analyzer faulted")
         if slot.job is not None:
@@ -414,7 +375,7 @@ class CellQTwin:
     def reset(self) -> None:
         """Twin housekeeping for tests: every slot free, no fault, no Modbus faults.
 
-        Call it on the twin's loop. Counters (``submitted``, ``requests``) stay."""
+        Call it on the twin's loop. Counters (``submitted``, ``commands``, ``requests``) stay."""
         self.advance()
         self.slots = [Slot(i) for i in range(icd.SLOT_COUNT)]
         self.fault_code = 0
@@ -422,49 +383,43 @@ class CellQTwin:
         self.faults.clear()
 
     # ------------------------------------------------------------------ registers
-    async def _request(
-        self,
-        device_id: int,
-        func_code: int,
-        address: int,
-        count: int,
-        values: Sequence[int] | Sequence[bool] | None,
-    ) -> list[int] | ExcCodes | None:
-        if device_id != self.device_id:
-            raise NoSuchIdException(f"device id {device_id}")  # no answer at all
-        delay, silent, code = self.faults.take()
-        if delay:
-            await asyncio.sleep(delay)
-        if silent:
-            raise NoSuchIdException("silenced by ModbusFaults")
-        if code is not None:
-            return ExcCodes(code)
+    async def handle(self, request: Request) -> Answer:
+        """One request for this unit (framing done): registers, None (written), an
+        exception code, or SILENT (a Modbus fault of the twin)."""
+        fault = self.faults.take()
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.silent:
+            return SILENT
+        if fault.code is not None:
+            return fault.code
         self.requests += 1
         self.advance()
-        if values is None:
-            return self._read(func_code, address, count)
-        return self._write(func_code, address, [int(v) for v in values])
+        if request.values is None:
+            result: Answer = self._read(request.function, request.address, request.count)
+        else:
+            result = self._write(request.address, list(request.values))
+        return SILENT if fault.lose_answer else result
 
-    def _read(self, func_code: int, address: int, count: int) -> list[int] | ExcCodes:
-        if not 1 <= count <= _MAX_READ:
-            return ExcCodes.ILLEGAL_VALUE
+    def _read(self, func_code: int, address: int, count: int) -> list[int] | int:
         addresses = range(address, address + count)
-        if func_code in _INPUT_FC:
+        if func_code == icd.FC_READ_INPUT:
             if all(a < icd.STATUS_REGS for a in addresses):
                 return self.status_registers()[address : address + count]
             if all(icd.SLOT_BASE <= a < _SLOTS_END for a in addresses):
                 return self._slot_span(address, count, holding=False)
-            return ExcCodes.ILLEGAL_ADDRESS
-        if func_code in _HOLDING_READ_FC:
-            if all(icd.SLOT_BASE <= a < _SLOTS_END for a in addresses):
-                return self._slot_span(address, count, holding=True)
-            if all(a in _TWIN_REGS for a in addresses):
-                scale = icd.encode_f32(self.clock.scale)
-                twin = [self._twin_fault_reg, int(bool(self.fault_code)), *scale]
-                start = address - icd.TWIN_HR_FAULT_CODE
-                return twin[start : start + count]
-            return ExcCodes.ILLEGAL_ADDRESS
-        return ExcCodes.ILLEGAL_ADDRESS  # coils and discrete inputs: not in the map
+            if all(a in _TWIN_INPUT_REGS for a in addresses):
+                start = address - icd.TWIN_IR_JOBS_CREATED
+                return icd.encode_u32(self.jobs_created)[start : start + count]
+            return icd.EXC_ILLEGAL_ADDRESS
+        if all(icd.SLOT_BASE <= a < _SLOTS_END for a in addresses):
+            return self._slot_span(address, count, holding=True)
+        if all(a in _TWIN_REGS for a in addresses):
+            scale = icd.encode_f32(self.clock.scale)
+            twin = [self._twin_fault_reg, int(bool(self.fault_code)), *scale]
+            start = address - icd.TWIN_HR_FAULT_CODE
+            return twin[start : start + count]
+        return icd.EXC_ILLEGAL_ADDRESS
 
     def _slot_span(self, address: int, count: int, *, holding: bool) -> list[int]:
         out: list[int] = []
@@ -476,20 +431,19 @@ class CellQTwin:
             out += regs[max(address, lo) - lo : min(address + count, hi) - lo]
         return out
 
-    def _write(self, func_code: int, address: int, values: list[int]) -> ExcCodes | None:
-        if func_code not in _HOLDING_WRITE_FC:
-            return ExcCodes.ILLEGAL_ADDRESS
+    def _write(self, address: int, values: list[int]) -> int | None:
+        """A write of holding registers: 02 outside the map, 03 for part of a 32-bit
+        value or string; else data first, commands and twin controls last."""
         addresses = range(address, address + len(values))
         for a in addresses:
             if a in _TWIN_REGS:
                 continue
             if not (icd.SLOT_BASE <= a < _SLOTS_END):
-                return ExcCodes.ILLEGAL_ADDRESS
+                return icd.EXC_ILLEGAL_ADDRESS
             if (a - icd.SLOT_BASE) % icd.SLOT_STRIDE not in icd.HR_SLOT_NAMED:
-                return ExcCodes.ILLEGAL_ADDRESS
-        if any(not 0 <= v <= 0xFFFF for v in values):
-            return ExcCodes.ILLEGAL_VALUE
-        # Data first, commands (and twin controls) last, in address order.
+                return icd.EXC_ILLEGAL_ADDRESS
+        if any(_cuts(addresses, span) for span in _WHOLE_VALUES):
+            return icd.EXC_ILLEGAL_VALUE
         commands: list[tuple[Slot, int]] = []
         twin_writes: dict[int, int] = {}
         for a, v in zip(addresses, values, strict=True):
@@ -502,30 +456,26 @@ class CellQTwin:
                 commands.append((slot, v))
             else:
                 slot.holding[off] = v
-        first_error: ExcCodes | None = None
+        first_error: int | None = None
         for slot, command in commands:
             try:
                 self._command(slot, command)
             except CommandRefused as refused:
-                first_error = first_error or ExcCodes(refused.code)
+                first_error = first_error or refused.code
         if twin_writes:
             error = self._twin_controls(twin_writes)
             first_error = first_error or error
         return first_error
 
-    def _twin_controls(self, writes: dict[int, int]) -> ExcCodes | None:
+    def _twin_controls(self, writes: dict[int, int]) -> int | None:
         if icd.TWIN_HR_FAULT_CODE in writes:
             self._twin_fault_reg = writes[icd.TWIN_HR_FAULT_CODE]
-        scale_regs = icd.encode_f32(self.clock.scale)
-        touched = False
-        for i in range(2):
-            if icd.TWIN_HR_TIME_SCALE + i in writes:
-                scale_regs[i] = writes[icd.TWIN_HR_TIME_SCALE + i]
-                touched = True
-        if touched:
-            scale = icd.decode_f32(scale_regs)
-            if not (math.isfinite(scale) and 0 < scale < 1e9):
-                return ExcCodes.ILLEGAL_VALUE
+        if icd.TWIN_HR_TIME_SCALE in writes:  # both halves: whole values only
+            scale = icd.decode_f32(
+                [writes[icd.TWIN_HR_TIME_SCALE], writes[icd.TWIN_HR_TIME_SCALE + 1]]
+            )
+            if not icd.TWIN_TIME_SCALE_MIN <= scale <= icd.TWIN_TIME_SCALE_MAX:
+                return icd.EXC_ILLEGAL_VALUE
             self.advance()
             self.clock.scale = scale
             self._last = self.clock.now()
@@ -533,23 +483,16 @@ class CellQTwin:
             raise_ = writes[icd.TWIN_HR_FAULT_RAISE]
             if raise_ == 1:
                 if not self._twin_fault_reg:
-                    return ExcCodes.ILLEGAL_VALUE  # a fault needs a non-zero code at 900
+                    return icd.EXC_ILLEGAL_VALUE  # a fault needs a non-zero code at 900
                 self.raise_fault(self._twin_fault_reg)
             elif raise_ == 0:
                 self.clear_fault()
             else:
-                return ExcCodes.ILLEGAL_VALUE
+                return icd.EXC_ILLEGAL_VALUE
         return None
 
 
-def _sample_id(regs: Sequence[int]) -> str | None:
-    """The SampleId in 8 registers, or None when empty or malformed (NUL padded only)."""
-    raw = b"".join(bytes(((r >> 8) & 0xFF, r & 0xFF)) for r in regs)
-    text, _, pad = raw.partition(b"\0")
-    if pad.strip(b"\0"):
-        return None
-    try:
-        sample_id = text.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    return sample_id if icd.is_sample_id(sample_id) else None
+def _cuts(addresses: range, span: range) -> bool:
+    """Whether a write of ``addresses`` covers part of the value at ``span``."""
+    inside = sum(1 for a in span if a in addresses)
+    return 0 < inside < len(span)

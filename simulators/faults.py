@@ -5,11 +5,13 @@ This module owns three things, none of them part of any instrument's interface:
 - ``FaultProxy``: an asyncio TCP proxy put in front of any TCP twin (OPC UA or Modbus
   TCP). A client connects to ``proxy.port`` instead of the twin. Switches:
   ``drop_connections()``, ``stall(seconds)``, ``slow(seconds_per_chunk)``,
-  ``garbage(n_bytes)``, ``refuse(True/False)``, ``clear()``. The switches are coroutines
-  that may be awaited from any event loop (the proxy may run on a BackgroundLoop).
+  ``garbage(n_bytes)``, ``refuse(True/False)``, ``lose_answer_to(pattern)``,
+  ``hold_request_with(pattern)``, ``hold_answer_to(pattern)``, ``release()``, ``clear()``.
+  The switches are coroutines that may be awaited from any event loop (the proxy may
+  run on a BackgroundLoop).
 - ``ModbusFaults``: read by ``CellQTwin`` on every request: answer the next N requests
-  (or all, until cleared) with an exception code, answer none of them (silence), or
-  answer slowly.
+  (or all, until cleared) with an exception code, answer none of them (silence),
+  carry them out and lose the answer, or answer slowly.
 - ``SerialFaults``: read by ``BalanceTwin`` on every answer: garbage bytes before or in
   place of the next answers, a stall, slow answers.
 
@@ -41,29 +43,41 @@ _CHUNK = 65536
 
 
 # --------------------------------------------------------------------------- Modbus
+@dataclass(frozen=True, slots=True)
+class ModbusFault:
+    """What the twin does with one request: wait ``delay`` wall seconds, then answer
+    nothing and change nothing (``silent``), answer exception ``code`` and change
+    nothing, or carry it out and lose the answer (``lose_answer``)."""
+
+    delay: float = 0.0
+    silent: bool = False
+    code: int | None = None
+    lose_answer: bool = False
+
+
 @dataclass
 class ModbusFaults:
     """Faults of a Cell Q twin's Modbus answers (TCP and RTU alike).
 
     ``exception(code, count)``: the next ``count`` requests (all when None) are answered
     with exception ``code`` and change nothing. ``silence(count)``: the next ``count``
-    requests (all when None) get no answer at all. ``slow(seconds)``: every answer waits
-    that long (wall time). ``clear()`` ends them all; counters stay.
-
-    A request is one datastore access: a read/write-multiple (FC 23) or a mask write
-    (FC 22) counts twice. While one answer is held by ``slow``, pymodbus 3.16.1 keeps
-    only the last request of a connection, so a client that pipelines requests on one
-    connection may see answers go astray: use one request at a time (as the ICD's
-    clients do) when testing with ``slow``.
+    requests (all when None) get no answer at all and change nothing.
+    ``lose_answers(count, skip)``: after ``skip`` requests, the next ``count`` are
+    carried out but their answers are lost (what a client sees when the line drops
+    after the instrument acted). ``slow(seconds)``: every answer waits that long (wall
+    time). ``clear()`` ends them all; counters stay. One request is one frame.
     """
 
     exceptions_sent: int = 0
     silenced: int = 0
     delayed: int = 0
+    answers_lost: int = 0
     _code: int | None = None
     _code_left: int | None = None
     _silence: bool = False
     _silence_left: int | None = None
+    _lose_skip: int = 0
+    _lose_left: int = 0
     _delay: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -77,6 +91,12 @@ class ModbusFaults:
         with self._lock:
             self._silence, self._silence_left = True, count
 
+    def lose_answers(self, count: int = 1, skip: int = 0) -> None:
+        if count < 1 or skip < 0:
+            raise ValueError("lose_answers needs count >= 1 and skip >= 0")
+        with self._lock:
+            self._lose_skip, self._lose_left = skip, count
+
     def slow(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError("a delay cannot be negative")
@@ -87,10 +107,11 @@ class ModbusFaults:
         with self._lock:
             self._code = self._code_left = None
             self._silence, self._silence_left = False, None
+            self._lose_skip = self._lose_left = 0
             self._delay = 0.0
 
-    def take(self) -> tuple[float, bool, int | None]:
-        """For the twin: (delay, answer nothing, exception code) of the next request."""
+    def take(self) -> ModbusFault:
+        """For the twin: what to do with the next request."""
         with self._lock:
             delay = self._delay
             if delay:
@@ -101,7 +122,7 @@ class ModbusFaults:
                     self._silence_left -= 1
                     if self._silence_left <= 0:
                         self._silence, self._silence_left = False, None
-                return delay, True, None
+                return ModbusFault(delay, silent=True)
             code = self._code
             if code is not None:
                 self.exceptions_sent += 1
@@ -109,7 +130,15 @@ class ModbusFaults:
                     self._code_left -= 1
                     if self._code_left <= 0:
                         self._code = self._code_left = None
-            return delay, False, code
+                return ModbusFault(delay, code=code)
+            if self._lose_left:
+                if self._lose_skip:
+                    self._lose_skip -= 1
+                else:
+                    self._lose_left -= 1
+                    self.answers_lost += 1
+                    return ModbusFault(delay, lose_answer=True)
+            return ModbusFault(delay)
 
 
 # --------------------------------------------------------------------------- serial
@@ -193,6 +222,15 @@ class _Link:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter | None = None  # None while it is being connected
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    losing_answer: bool = False  # the client is gone; the target's next answer is dropped
+    # held traffic (hold_request_with / hold_answer_to): a pump waits at its gate until
+    # release(); a link that closes meanwhile drops what it held
+    to_target_gate: asyncio.Event = field(default_factory=asyncio.Event)
+    to_client_gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.to_target_gate.set()
+        self.to_client_gate.set()
 
     def close(self) -> None:
         for writer in (self.client, self.upstream):
@@ -215,6 +253,9 @@ class ProxyCounters:
     stalls: int = 0
     chunks_delayed: int = 0
     upstream_failures: int = 0
+    answers_lost: int = 0
+    requests_held: int = 0
+    answers_held: int = 0
 
 
 class FaultProxy:
@@ -253,6 +294,9 @@ class FaultProxy:
         self._delay = 0.0
         self._garbage = 0
         self._garbage_replace = True
+        self._lose_after: bytes | None = None
+        self._hold_request: bytes | None = None
+        self._hold_answer: bytes | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -333,6 +377,60 @@ class FaultProxy:
 
         await self._on_loop(run)
 
+    async def lose_answer_to(self, pattern: bytes) -> None:
+        """The next request that contains ``pattern`` reaches the target; then that
+        connection is dropped before any answer can come back (a lost answer: the
+        client cannot know whether the request was carried out)."""
+        if not pattern:
+            raise ValueError("lose_answer_to needs a pattern to look for")
+
+        async def run() -> None:
+            self._lose_after = bytes(pattern)
+
+        await self._on_loop(run)
+
+    async def hold_request_with(self, pattern: bytes) -> None:
+        """The next request that contains ``pattern`` is held at the proxy, with whatever
+        the client sends after it on that connection: the target sees none of it until
+        ``release()``. A connection closed meanwhile (``drop_connections``, ``stop``)
+        drops it: the instrument never saw the request. (A client that dies is noticed
+        only when the proxy next reads or writes on it: drop the connections to be sure.)
+        """
+        if not pattern:
+            raise ValueError("hold_request_with needs a pattern to look for")
+
+        async def run() -> None:
+            self._hold_request = bytes(pattern)
+
+        await self._on_loop(run)
+
+    async def hold_answer_to(self, pattern: bytes) -> None:
+        """The next request that contains ``pattern`` reaches the target; from then on
+        the target's answers on that connection are held until ``release()``, and
+        dropped if the connection closes first (the instrument acted; the client never
+        heard)."""
+        if not pattern:
+            raise ValueError("hold_answer_to needs a pattern to look for")
+
+        async def run() -> None:
+            self._hold_answer = bytes(pattern)
+
+        await self._on_loop(run)
+
+    async def release(self) -> None:
+        """Let held traffic go on, in order; patterns not yet seen are forgotten."""
+
+        async def run() -> None:
+            self._release()
+
+        await self._on_loop(run)
+
+    def _release(self) -> None:
+        self._hold_request = self._hold_answer = None
+        for link in self._links:
+            link.to_target_gate.set()
+            link.to_client_gate.set()
+
     async def refuse(self, refusing: bool) -> None:
         """Refuse new connections (the port closes) or accept them again."""
 
@@ -355,6 +453,8 @@ class FaultProxy:
             self._flow.set()
             self._delay = 0.0
             self._garbage = 0
+            self._lose_after = None
+            self._release()
             if self._server is None:
                 await self._listen()
 
@@ -397,6 +497,19 @@ class FaultProxy:
             asyncio.create_task(self._pump(up_reader, writer, link, to_client=True)),
         ]
 
+    def _hold_if_asked(self, link: _Link, request: bytes) -> None:
+        """Close a gate of ``link`` when ``request`` holds a pattern a test asked for: the
+        request's own (it waits), or the answers' (shut before the request goes out, so
+        no answer to it can pass)."""
+        if self._hold_request is not None and self._hold_request in request:
+            self._hold_request = None
+            self.counters.requests_held += 1
+            link.to_target_gate.clear()
+        if self._hold_answer is not None and self._hold_answer in request:
+            self._hold_answer = None
+            self.counters.answers_held += 1
+            link.to_client_gate.clear()
+
     async def _pump(
         self,
         reader: asyncio.StreamReader,
@@ -416,6 +529,13 @@ class FaultProxy:
                     self.counters.chunks_delayed += 1
                     await asyncio.sleep(self._delay)
                     await self._flow.wait()
+                if to_client and link.losing_answer:
+                    break  # the answer to the lost request: nobody is there to read it
+                if not to_client:
+                    self._hold_if_asked(link, data)
+                    await link.to_target_gate.wait()
+                else:
+                    await link.to_client_gate.wait()
                 if to_client and self._garbage:
                     junk = bytes(self._rng.randrange(256) for _ in range(self._garbage))
                     data = junk if self._garbage_replace else junk + data
@@ -428,9 +548,19 @@ class FaultProxy:
                     self.counters.bytes_to_target += len(data)
                 writer.write(data)
                 await writer.drain()
+                lose = self._lose_after
+                if not to_client and lose is not None and lose in data:
+                    # The request is on its way to the target: the client goes now, the
+                    # target's side stays open until it answers (the answer is dropped).
+                    self._lose_after = None
+                    self.counters.answers_lost += 1
+                    link.losing_answer = True
+                    with contextlib.suppress(Exception):
+                        link.client.transport.abort()
+                    return
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
-            if link in self._links:
+            if link in self._links and not (link.losing_answer and not to_client):
                 self._links.discard(link)
                 link.close()

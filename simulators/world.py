@@ -61,6 +61,7 @@ REMOVED: Final = "Removed"
 START_VOLUME_ML: Final = 100.0  # starting material (apheresis product) in a fresh cartridge
 MAX_VOLUME_ML: Final = 1000.0  # working volume of a cartridge's culture chamber
 MAX_DENSITY: Final = 3.0e7  # viable cells per mL at which expansion stops (logistic)
+MAX_CELLS: Final = icd.TWIN_CELLS[1]  # the most starting material a cartridge takes
 
 # Names of the live ProcessValues (World.process_values keys; the shuttle's variables).
 PROCESS_VALUE_NAMES: Final = (
@@ -198,14 +199,15 @@ class World:
         """A fresh cartridge of starting material at the LoadPort.
 
         ValueError for a malformed id, one used before (ever), or cells/viability out of
-        range (cells >= 0, 0 < viability <= 100).
+        range (0 <= cells <= MAX_CELLS, 0 <= viability <= 100): every result of a
+        cartridge in range is a finite number.
         """
         if not icd.is_id(cartridge_id):
             raise ValueError(f"malformed cartridge id {cartridge_id!r}")
-        if not (math.isfinite(cells) and cells >= 0):
-            raise ValueError(f"cells must be a finite number >= 0, got {cells!r}")
-        if not (math.isfinite(viability_pct) and 0 < viability_pct <= 100):
-            raise ValueError(f"viability must be in (0, 100], got {viability_pct!r}")
+        if not (math.isfinite(cells) and 0 <= cells <= MAX_CELLS):
+            raise ValueError(f"cells must be a number in 0..{MAX_CELLS:g}, got {cells!r}")
+        if not (math.isfinite(viability_pct) and 0 <= viability_pct <= 100):
+            raise ValueError(f"viability must be in 0..100, got {viability_pct!r}")
         with self._lock:
             if cartridge_id in self._used_ids:
                 raise ValueError(f"cartridge id {cartridge_id!r} was used before")

@@ -6,6 +6,8 @@ suite shares one twin per kind instead of starting its own.
 
 pytest_plugins = [
     "tests.support.shuttle",
+    "tests.support.shuttle_target",
     "tests.support.cellq",
     "tests.support.balance",
+    "tests.support.daemon",
 ]

@@ -9,7 +9,9 @@ what the scheduler asks about cartridges (``Occupancy``).
 
 Start-up: ``load()`` replays the journal through the reducer; ``run()`` starts a runner
 for every batch that is not final. A runner resumes from what the journal says (see
-``daemon.batch.executor``): the instruments are asked, nothing is guessed.
+``daemon.batch.executor``): the instruments are asked, nothing is guessed. Once every
+runner has taken up its batch (``taken_up``: nothing the journal left open waits for an
+instrument's answer any more), ``reconciled`` is set: the daemon's readiness.
 
 Concurrency: one lock per batch serialises its commits (check, write, apply in
 journal order); different batches commit concurrently and share the journal's group
@@ -64,8 +66,8 @@ class UnknownBatch(EngineError):
 
 
 class CommandRefused(EngineError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "command", 409)
+    def __init__(self, message: str, field: str = "command") -> None:
+        super().__init__(message, field, 409)
 
 
 class _Broadcast:
@@ -104,7 +106,7 @@ class Engine:
         self._changes: dict[str, _Broadcast] = {}
         self._create_lock = asyncio.Lock()
         self._next_batch = 1
-        self._next_job = 1
+        self._next_job = 1  # this journal's next job number (see ids.job_seq)
         self._tg: anyio.abc.TaskGroup | None = None
         self._running: set[str] = set()
         self._followed: set[int] = set()
@@ -113,6 +115,8 @@ class Engine:
         self._bays: dict[tuple[str, str], set[str]] = {}
         self._bays_of: dict[str, frozenset[tuple[str, str]]] = {}
         self.loaded = False
+        self.reconciled = anyio.Event()  # every batch of the replay taken up (taken_up)
+        self.taking_up: set[str] = set()  # batches whose runner has not yet taken them up
         cell.publish = self._on_cell
 
     def _on_cell(self, kind: str, data: dict[str, Any]) -> None:
@@ -133,7 +137,7 @@ class Engine:
                 number = int(rec.batch_id[1:].split("-", 1)[0])
                 self._next_batch = max(self._next_batch, number + 1)
             elif isinstance(rec, r.JobIntent):
-                self._next_job = max(self._next_job, rec.job_seq + 1)
+                self._next_job = max(self._next_job, ids.job_number(rec.job_seq) + 1)
         for bid, b in self.batches.items():
             self._init_batch(bid)
             self._place(b)
@@ -165,10 +169,22 @@ class Engine:
             self.load()
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self.taking_up = set(self.batches)
             for bid in list(self.batches):
                 self._spawn(bid)
+            if not self.taking_up:
+                self.reconciled.set()
             task_status.started()
             await anyio.sleep_forever()
+
+    def taken_up(self, batch_id: str) -> None:
+        """Said by a runner once nothing its batch's journal left open waits for an
+        instrument's answer: no task was open, the instrument was asked about it (the
+        open program reconciled, the open move sent again), or the batch waits for a
+        person (Idle, Held, Paused, final). Repeating it is harmless."""
+        self.taking_up.discard(batch_id)
+        if not self.taking_up and self._tg is not None:
+            self.reconciled.set()
 
     def _spawn(self, batch_id: str) -> None:
         from daemon.batch.runner import BatchRunner  # runner imports the engine's types
@@ -251,7 +267,7 @@ class Engine:
                 if f.name not in ("batch_id", "recipe_text")
             },
         }
-        data["state"] = b.state.value
+        data["batch_state"] = b.state.value  # beside the record's own fields (JobEnded.state)
         self.bus.publish(kind, data)
 
     async def wait_batch(self, batch_id: str, ready: Callable[[Batch], Any]) -> Any:
@@ -423,12 +439,14 @@ class Engine:
                 if b.step != step or recipe.kind(step) != "confirm":
                     at = f"step {b.step}" if b.step else "no step"
                     raise CommandRefused(
-                        f"{batch_id} is not waiting at confirm step {step!r} ({at})"
+                        f"{batch_id} is not waiting at confirm step {step!r} ({at})", "step"
                     )
                 if b.state not in ADVANCING:
-                    raise CommandRefused(f"{batch_id} is {b.state}; confirm once it runs again")
+                    raise CommandRefused(
+                        f"{batch_id} is {b.state}; confirm once it runs again", "batch_id"
+                    )
                 if b.confirmation is not None:
-                    raise CommandRefused(f"{batch_id}: step {step} is already confirmed")
+                    raise CommandRefused(f"{batch_id}: step {step} is already confirmed", "step")
                 wanted = recipe.steps[step].role
                 if role != wanted:
                     raise EngineError(
@@ -441,7 +459,7 @@ class Engine:
                 return await self._commit_locked(batch_id, [rec])
 
     def next_job_seq(self) -> int:
-        seq = self._next_job
+        seq = ids.job_seq(self.journal.instance, self._next_job)
         self._next_job += 1
         return seq
 

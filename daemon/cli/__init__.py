@@ -4,7 +4,7 @@ Command groups, one module each under ``daemon/cli/`` (``GROUPS``):
 
   recipe  validate, show and graph recipes (daemon.cli.recipe)
   sim     run the software twins of one cell (daemon.cli.sim)
-  demo    twins plus a scripted walk of one cartridge (daemon.cli.demo)
+  demo    four batches through a simulated cell on the batch engine (daemon.cli.demo)
   run     the daemon: instruments, batches, journal, API (daemon.cli.run)
   site    validate and show sites (daemon.cli.site)
   journal back up, restore and verify the journal (daemon.cli.journal)
@@ -30,10 +30,11 @@ from daemon.cli import logs
 GROUPS: Final[dict[str, tuple[str, str]]] = {
     "recipe": ("daemon.cli.recipe", "validate, show and graph recipes"),
     "sim": ("daemon.cli.sim", "run the software twins of one cell"),
-    "demo": ("daemon.cli.demo", "twins plus a scripted walk of one cartridge"),
+    "demo": ("daemon.cli.demo", "four batches through a simulated cell on the batch engine"),
     "run": ("daemon.cli.run", "run the daemon: instruments, batches, journal, API"),
     "site": ("daemon.cli.site", "validate and show sites (instruments, journal, API)"),
     "journal": ("daemon.cli.journal", "back up, restore and verify the journal"),
+    "batch": ("daemon.cli.batch", "start, list, command and watch batches (a client of the API)"),
 }
 
 
@@ -44,7 +45,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="cellfab", description="Control software for an automated cell-therapy cell."
     )
     parser.add_argument(
-        "--log-json", action="store_true", help="log JSON lines on stderr (default: readable)"
+        "--log-json",
+        action="store_true",
+        help="log JSON lines on stderr (default: readable; JSON under systemd)",
     )
     parser.add_argument(
         "--log-level", choices=logs.LEVELS, default=logs.DEFAULT_LEVEL, help="default: info"

@@ -3,8 +3,9 @@
 ``cellfab run [--site FILE]`` loads the site (the embedded default site of ``cellfab
 sim``'s twins when no file is given), opens its journal, replays it, connects the
 instruments, resumes every batch and serves the API. A site or journal that cannot be
-used is reported (what, where, what to do) with exit status 1; SIGTERM or Ctrl-C stops
-cleanly with exit status 0, leaving programs running on the instruments.
+used, or an API address it cannot listen on, is reported (what, where, what to do) with
+exit status 1; SIGTERM or Ctrl-C stops cleanly with exit status 0, leaving programs
+running on the instruments.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import anyio
 
+    from daemon.api.server import ApiStartError
     from daemon.config.defaults import default_site
     from daemon.config.load import SiteError, load_site
     from daemon.diagnostics import format_all
@@ -50,5 +52,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     except JournalError as exc:
         print(f"cellfab run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    anyio.run(run_until_signalled, daemon)
-    return EXIT_OK
+    refused: list[BaseException] = []
+    try:
+        anyio.run(run_until_signalled, daemon)
+    except* ApiStartError as group:  # the API cannot listen where the site says
+        refused.append(group)
+    for exc in _leaves(refused):
+        print(f"cellfab run: {exc}", file=sys.stderr)
+    return EXIT_CONFIG if refused else EXIT_OK
+
+
+def _leaves(excs: list[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in excs:
+        out += _leaves(list(exc.exceptions)) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out

@@ -26,8 +26,7 @@ from daemon.config.model import Analyzer as AnalyzerConfig
 from daemon.config.model import Rtu, Security, Site
 from drivers.base import Analyzer, Balance, Shuttle
 from drivers.modbus import ModbusAnalyzer, ModbusSettings, RtuEndpoint, TcpEndpoint
-from drivers.opcua import OpcUaShuttle
-from drivers.opcua_security import SecurityConfig
+from drivers.opcua import OpcUaShuttle, SecurityConfig
 from drivers.serial import SerialBalance
 
 
@@ -71,7 +70,7 @@ def analyzer_endpoint(analyzer: AnalyzerConfig) -> TcpEndpoint | RtuEndpoint:
 def build_drivers(site: Site) -> Instruments:
     """One driver per instrument of ``site``, constructed and not connected.
 
-    Raises ``drivers.opcua_errors.SecurityConfigError`` when a security file has gone
+    Raises ``drivers.opcua.SecurityConfigError`` when a security file has gone
     since the site was loaded (the driver checks them again).
     """
     shuttles = {

@@ -34,6 +34,7 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -95,6 +96,8 @@ class Writer:
         self._stopping = False
         self._cause: BaseException | None = None
         self.stats = JournalStats()
+        # called on this thread after each commit with (seconds, records): metrics
+        self.on_commit: Callable[[float, int], None] | None = None
         self._thread = threading.Thread(target=self._run, name="cellfab-journal-writer")
         # daemon: a process that forgot close() still exits; durability never depends
         # on an orderly stop (what was acknowledged is committed).
@@ -205,6 +208,11 @@ class Writer:
             commit_seconds_max=max(s.commit_seconds_max, took),
             records_max=max(s.records_max, seq - first),
         )
+        if self.on_commit is not None:
+            try:
+                self.on_commit(took, seq - first)
+            except Exception:  # an observer never fails a commit
+                log.exception("journal commit observer failed")
         return seqs
 
     def _fail(self, exc: BaseException, in_flight: list[_Pending]) -> None:

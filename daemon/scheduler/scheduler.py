@@ -10,10 +10,11 @@ This module owns every grant of a shared resource among batches, and the policy:
 * a cartridge never leaves its shuttle; analyzers serve the whole cell;
 * bays: a cartridge occupies its bay while it waits. A request for a unit is served,
   in this order, by the bay the cartridge is already in (when it offers the
-  capability), by a free bay that offers it (the least scarce one), or by asking the
-  idle batch whose cartridge sits in such a bay to park it in a free bay no scarcer than
-  the one it leaves (``bays.parking_bay``); the requester gets the unit reserved and
-  moves in once it is empty;
+  capability), or by a free bay that offers it (the least scarce one); when there is
+  none, the idle batch whose cartridge sits in such a bay is asked to park it in a free
+  bay no scarcer than the one it leaves (``bays.parking_bay``), and the request is
+  served once that bay is free (a park that cannot happen after all just frees the
+  bays it held);
 * admission: a new batch's cartridge is taken from the LoadPort only into a free bay,
   and only while the shuttle keeps one more bay free after it (``reserve``), so a
   parking move is always possible and more batches than bays never deadlock.
@@ -100,9 +101,8 @@ class Scheduler:
         self._seq = itertools.count()
         self.reserved: dict[tuple[str, str], str] = {}  # (shuttle, unit) -> batch
         self.parking: dict[tuple[str, str], str] = {}  # (shuttle, unit) -> batch parking there
+        self.vacating: dict[tuple[str, str], str] = {}  # (shuttle, unit) -> batch parking out
         self.transport: dict[str, str] = {}  # shuttle -> batch holding its transport
-        # bays granted through parking -> the batch that must leave them (see _repark)
-        self.evicting: dict[tuple[str, str], str] = {}
         self.jobs: dict[str, set[str]] = {}  # analyzer -> batch:job keys holding a slot
         self.grants = 0
 
@@ -185,7 +185,7 @@ class Scheduler:
 
     def forget(self, batch_id: str) -> None:
         """Drop every reservation of a batch (it ended)."""
-        for table in (self.reserved, self.parking):
+        for table in (self.reserved, self.parking, self.vacating):
             for key in [k for k, b in table.items() if b == batch_id]:
                 del table[key]
         for shuttle in [s for s, b in self.transport.items() if b == batch_id]:
@@ -214,8 +214,6 @@ class Scheduler:
 
     def dispatch(self) -> None:
         """Grant what can be granted now, in policy order (called on every change)."""
-        if self.evicting:
-            self._repark()
         if not self._pending:
             return
         # a transport, an admission or an analyzer slot refused in this pass is refused
@@ -288,7 +286,12 @@ class Scheduler:
         candidates = [u for u in units if req.capability in u.capabilities and usable(u)]
         # the bay its cartridge is in (or moving into or out of) is its own, wherever it
         # asked from: it may have been parked since, out of that bay or into this one
-        own = [u for u in candidates if self.occ.occupant(shuttle, u.unit) == req.batch_id]
+        own = [
+            u
+            for u in candidates
+            if self.occ.occupant(shuttle, u.unit) == req.batch_id
+            and (shuttle, u.unit) not in self.vacating  # not while it is parked out
+        ]
         own.sort(key=lambda u: u.unit != req.location)
         for u in own:
             if self.reserved.get((shuttle, u.unit), req.batch_id) == req.batch_id:
@@ -298,7 +301,11 @@ class Scheduler:
         choice = least_scarce([u for u in candidates if free(u)], scarce)
         if choice is not None:
             return self._grant_unit(req, choice.unit)
-        # a candidate whose occupant is idle: park that cartridge elsewhere
+        # a candidate whose occupant is idle: have that cartridge parked elsewhere; the
+        # request stays pending and is served by the free path once the bay is empty
+        # (so a park that cannot happen after all never leaves anyone waiting on it)
+        if any(k[0] == shuttle and k[1] in {u.unit for u in candidates} for k in self.vacating):
+            return None  # one is being emptied already
         for u in sorted(candidates, key=lambda u: (scarce.get(u.unit, 1.0), u.unit)):
             key = (shuttle, u.unit)
             if key in self.reserved or key in self.parking:
@@ -314,36 +321,17 @@ class Scheduler:
             if bay is None:
                 continue
             self.parking[(shuttle, bay.unit)] = occupant
-            self.evicting[key] = occupant
+            self.vacating[key] = occupant
             log.info("parking", batch=occupant, origin=u.unit, to=bay.unit, for_batch=req.batch_id)
             self.occ.park(occupant, bay.unit)
-            return self._grant_unit(req, u.unit)
+            return None
         return None
 
-    def _repark(self) -> None:
-        """Park again an occupant that did not leave a bay granted to another batch.
-
-        The park of a bay's occupant runs as a task; when it starts, the occupant may
-        no longer be parkable (held, or busy), and the park does nothing. The batch the
-        bay was granted to then waits for the bay to empty, and the occupant, when it
-        next asks for that bay, waits for the grant: each for the other. So until the
-        occupant has left, every dispatch parks it again once it can be moved."""
-        for key, occupant in list(self.evicting.items()):
-            shuttle, unit = key
-            if key not in self.reserved or self.occ.occupant(shuttle, unit) != occupant:
-                del self.evicting[key]  # it left (or the grant ended)
-                continue
-            if occupant in self.parking.values() or not self.occ.parkable(occupant):
-                continue  # a park of it is under way, or it cannot move now
-            if not self.cell.is_up(shuttle):
-                continue
-            units = list(self.cell.shuttles[shuttle].units.values())
-            bay = parking_bay(units, unit, self._free(shuttle), scarcity(units))
-            if bay is None:
-                continue
-            self.parking[(shuttle, bay.unit)] = occupant
-            log.info("parking again", batch=occupant, origin=unit, to=bay.unit)
-            self.occ.park(occupant, bay.unit)
+    def parked(self, batch_id: str, shuttle: str, origin: str, to: str) -> None:
+        """A park move ended (or could not start): the bays it held are released."""
+        if self.vacating.get((shuttle, origin)) == batch_id:
+            del self.vacating[(shuttle, origin)]
+        self.release_parking(batch_id, shuttle, to)
 
     def _grant_unit(self, req: _Request, unit: str) -> str:
         self.reserved[(req.shuttle, unit)] = req.batch_id
@@ -381,6 +369,7 @@ class Scheduler:
             ],
             "reserved": {f"{s}/{u}": b for (s, u), b in self.reserved.items()},
             "parking": {f"{s}/{u}": b for (s, u), b in self.parking.items()},
+            "vacating": {f"{s}/{u}": b for (s, u), b in self.vacating.items()},
             "transport": dict(self.transport),
         }
 

@@ -1,8 +1,8 @@
-"""Helpers for the balance tests: plain pyserial, nothing from drivers/ but the ICD."""
+"""Helpers for the balance tests: plain pyserial, nothing from drivers/ but the ICD.
+Twins come from tests/support/balance.py."""
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,28 +11,12 @@ import serial
 
 from drivers import icd
 from simulators.balance import BalanceTwin
-from simulators.world import Bag, World
-
-MakeBalance = Callable[..., BalanceTwin]
-HANG_GUARD = 20.0  # seconds; a guard against hangs only
-_ids = itertools.count(1)
-
-
-def fill_bag(world: World, volume_ml: float) -> Bag:
-    """A fresh cartridge filled into one bag by the world's own fill_finish program."""
-    cartridge = f"BAL{next(_ids)}"
-    world.insert_cartridge(cartridge, 1.0e8, 90.0)
-    world.run_program(cartridge, "fill_finish", {"bags": 1, "volume_ml_per_bag": volume_ml})
-    bag = world.last_bag
-    assert bag is not None and bag.cartridge_id == cartridge
-    return bag
+from tests.support import HANG_GUARD
 
 
 @contextmanager
 def line(twin: BalanceTwin) -> Iterator[serial.Serial]:
-    port = serial.Serial(
-        twin.port_path, icd.BALANCE_BAUD, bytesize=8, parity="N", stopbits=1, timeout=HANG_GUARD
-    )
+    port = serial.Serial(twin.port_path, **icd.BALANCE_LINE.serial_settings(), timeout=HANG_GUARD)
     try:
         yield port
     finally:
@@ -53,6 +37,7 @@ def weight(value_g: float, kind: str = "S") -> str:
 
 
 def ask_until(port: serial.Serial, command: str, done: Callable[[str], bool]) -> str:
+    """Ask until ``done`` holds for the answer (the pan settles); hang-guarded."""
     deadline = time.monotonic() + HANG_GUARD
     while True:
         answer = ask(port, command)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 
-from balance_support import MakeBalance, ask, ask_until, fill_bag, line, weight
+from balance_support import ask, ask_until, line, weight
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers import icd
 from simulators.world import World
+from tests.support.balance import MakeBalance, fill_bag
 
 STABLE = re.compile(r"^S S (.{10}) g$")
 
@@ -90,9 +91,11 @@ def test_anything_else_answers_es_and_the_twin_keeps_serving(make_balance: MakeB
         for junk in (b"", b"X", b"s", b"si", b"S ", b" S", b"SIR", b"TA", b"@", b"\xff\xfe\x00"):
             assert ask(port, junk) == "ES", junk
         assert ask(port, os.urandom(40).replace(b"\n", b"")) == "ES"
-        # A line longer than any command with no end in sight is noise: dropped, ES.
+        # A line longer than any command with no end in sight is noise: ES at once,
+        # then dropped up to its end.
         port.write(b"A" * 300)
         assert port.read_until(icd.BALANCE_EOL) == b"ES\r\n"
+        port.write(b"AAS\r\n")  # the end of that line: no second answer
         assert ask(port, "S") == weight(0.0)
     assert twin.counters.overlong_lines == 1
 
@@ -117,3 +120,27 @@ def test_every_other_command_is_es(make_balance: MakeBalance) -> None:
 
         check()
     assert twin.counters.errors >= 50
+
+
+def test_a_flood_of_commands_gets_every_answer_whole(make_balance: MakeBalance) -> None:
+    """Thousands of commands written before one answer is read: every answer arrives
+    whole, in order, none truncated and joined to the next line."""
+    twin = make_balance(settle_seconds=0)
+    n = 3000
+    with line(twin) as port:
+        port.write(b"S\r\nX\r\n" * (n // 2))
+        answers = [port.read_until(icd.BALANCE_EOL) for _ in range(n)]
+    assert answers == [b"S S      0.000 g\r\n", b"ES\r\n"] * (n // 2)
+    assert twin.counters.answers_dropped == 0
+
+
+def test_an_endless_line_costs_one_es_and_the_next_command_is_answered(
+    make_balance: MakeBalance,
+) -> None:
+    twin = make_balance(settle_seconds=0)
+    with line(twin) as port:
+        port.write(b"Z" * 100_000)  # a megabyte-ish line without an end, then its end
+        port.write(b"\r\nS\r\n")
+        assert port.read_until(icd.BALANCE_EOL) == b"ES\r\n"
+        assert port.read_until(icd.BALANCE_EOL) == b"S S      0.000 g\r\n"
+    assert twin.counters.overlong_lines == 1

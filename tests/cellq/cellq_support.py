@@ -1,9 +1,11 @@
-"""Plain-pymodbus helpers for the Cell Q protocol tests (no project driver code)."""
+"""Plain-pymodbus helpers for the Cell Q protocol tests (no project driver code): a thin
+register client and the exception code of an answer. Twins and fixtures come from
+tests/support/cellq.py."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,63 +15,13 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from drivers import icd
-from simulators.cellq import CellQTwin
-from simulators.clock import Clock
-from simulators.runner import BackgroundLoop
-from simulators.serialline import NullModem
-from simulators.world import World
-
-SCALE = 100_000.0  # process seconds per wall second: a 15 min assay takes 9 ms
-
-HANG_GUARD = 20.0  # seconds: only ever a guard against a hang, never a speed check
-LONG_PANEL = int(icd.Assay.STERILITY)  # 7 days of process time
-SHORT_PANEL = int(icd.Assay.CELL_COUNT)  # 15 minutes
-
-_ids = itertools.count(1)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{next(_ids)}"
-
-
-def draw_sample(world: World, volume_ml: float = 1.0) -> str:
-    """A fresh cartridge and one sample from it, through the world's own program."""
-    cartridge = unique("QC")
-    world.insert_cartridge(cartridge, 1.0e8, 92.0)
-    sample_id = unique("S")
-    world.run_program(cartridge, "sample", {"volume_ml": volume_ml, "sample_id": sample_id})
-    return sample_id
+from tests.support import HANG_GUARD, eventually
+from tests.support.cellq import SHORT_PANEL
 
 
 def tcp_client(port: int, *, timeout: float = 3.0) -> AsyncModbusTcpClient:
     # retries=0: a test sees exactly what one request got.
     return AsyncModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=0)
-
-
-@dataclass
-class Rig:
-    """A session twin on its background loop, with the world and clock it shares."""
-
-    bg: BackgroundLoop
-    world: World
-    clock: Clock
-    twin: CellQTwin
-
-    def reset(self) -> None:
-        async def _reset() -> None:
-            self.twin.reset()
-            self.clock.scale = SCALE
-
-        self.bg.run(_reset())
-
-
-@dataclass
-class RtuRig:
-    """A second, RTU-only twin on the session world, behind a null modem."""
-
-    rig: Rig
-    twin: CellQTwin
-    modem: NullModem
 
 
 @dataclass
@@ -114,6 +66,11 @@ class CellQ:
         assert exc_code(rr) is None, rr
         return list(rr.registers)
 
+    async def jobs_created(self) -> int:
+        rr = await self.read_ir(icd.TWIN_IR_JOBS_CREATED, 2)
+        assert exc_code(rr) is None, rr
+        return icd.decode_u32(rr.registers)
+
     async def slot(self, slot: int) -> SlotView:
         rr = await self.read_ir(icd.slot_base(slot), icd.SLOT_STRIDE)
         assert exc_code(rr) is None, rr
@@ -151,15 +108,64 @@ class CellQ:
         values = [*icd.encode_u32(job_seq), panel, *sample, int(command)]
         return exc_code(await self.write(icd.slot_base(slot), values))
 
-    async def wait_slot(
-        self, slot: int, predicate: Callable[[SlotView], bool], guard: float = HANG_GUARD
-    ) -> SlotView:
-        async with asyncio.timeout(guard):
-            while True:
-                view = await self.slot(slot)
-                if predicate(view):
-                    return view
-                await asyncio.sleep(0.005)
+    async def wait_slot(self, slot: int, predicate: Callable[[SlotView], bool]) -> SlotView:
+        return await eventually(lambda: self.slot(slot), f"slot {slot} condition", predicate)
 
     async def wait_state(self, slot: int, *states: icd.SlotState) -> SlotView:
-        return await self.wait_slot(slot, lambda v: v.state in states)
+        return await eventually(
+            lambda: self.slot(slot), f"slot {slot} in {states}", lambda v: v.state in states
+        )
+
+
+# --------------------------------------------------------------------------- raw frames
+def mbap(tid: int, pdu: bytes, unit: int = icd.CELLQ_DEVICE_ID) -> bytes:
+    """A Modbus/TCP frame: transaction id, protocol 0, length, unit id, PDU."""
+    return struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu
+
+
+def read_pdu(address: int, count: int, fc: int = icd.FC_READ_INPUT) -> bytes:
+    return struct.pack(">BHH", fc, address, count)
+
+
+def write_pdu(address: int, values: list[int], count: int | None = None) -> bytes:
+    n = len(values) if count is None else count
+    return struct.pack(f">BHHB{len(values)}H", 16, address, n, 2 * len(values), *values)
+
+
+class RawTcp:
+    """One TCP connection to the twin that sends bytes as given and reads whole MBAP
+    answers (or the end of the connection)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> RawTcp:
+        async with asyncio.timeout(HANG_GUARD):
+            return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def answer(self) -> tuple[int, int, bytes] | None:
+        """(transaction id, unit, PDU) of the next answer; None when the twin closed."""
+        async with asyncio.timeout(HANG_GUARD):
+            try:
+                head = await self.reader.readexactly(7)
+                tid, pid, length, unit = struct.unpack(">HHHB", head)
+                assert pid == 0 and 2 <= length <= 254, head
+                return tid, unit, await self.reader.readexactly(length - 1)
+            except (asyncio.IncompleteReadError, ConnectionResetError):
+                return None
+
+    async def ask(self, pdu: bytes, tid: int = 1) -> bytes | None:
+        await self.send(mbap(tid, pdu))
+        got = await self.answer()
+        if got is None:
+            return None
+        assert got[0] == tid, got
+        return got[2]
+
+    def close(self) -> None:
+        self.writer.close()

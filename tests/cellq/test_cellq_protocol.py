@@ -8,17 +8,7 @@ import random
 import struct
 
 import pytest
-from cellq_support import (
-    HANG_GUARD,
-    LONG_PANEL,
-    SHORT_PANEL,
-    CellQ,
-    Rig,
-    draw_sample,
-    exc_code,
-    tcp_client,
-    unique,
-)
+from cellq_support import CellQ, exc_code, tcp_client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymodbus.exceptions import ModbusIOException
@@ -26,6 +16,8 @@ from pymodbus.exceptions import ModbusIOException
 from drivers import icd
 from simulators.cellq import CellQTwin
 from simulators.world import World
+from tests.support import HANG_GUARD, fresh
+from tests.support.cellq import LONG_PANEL, SHORT_PANEL, CellQRig, draw_sample
 
 S = icd.SlotState
 C = icd.Command
@@ -65,8 +57,6 @@ async def test_reads_outside_the_map_answer_02(cq: CellQ) -> None:
         assert exc_code(await cq.read_ir(address, count)) == 2, (address, count)
     for address, count in ((0, 1), (99, 2), (612, 1), (899, 1), (904, 1)):
         assert exc_code(await cq.read_hr(address, count)) == 2, (address, count)
-    rr = await cq.client.read_coils(0, count=1, device_id=1)
-    assert exc_code(rr) == 2
 
 
 async def test_a_whole_slot_reads_in_one_request_unnamed_offsets_zero(cq: CellQ) -> None:
@@ -100,15 +90,15 @@ async def test_writes_outside_the_map_answer_02_and_change_nothing(cq: CellQ) ->
     assert exc_code(rr) == 2
 
 
-async def test_requests_for_another_device_id_get_no_answer(twin: CellQTwin) -> None:
-    client = tcp_client(twin.port, timeout=0.5)
+async def test_requests_for_another_device_id_get_no_answer(cellq_twin: CellQTwin) -> None:
+    client = tcp_client(cellq_twin.port, timeout=0.5)
     assert await client.connect()
-    before = twin.requests
+    before = cellq_twin.requests
     try:
         async with asyncio.timeout(HANG_GUARD):
             with pytest.raises(ModbusIOException):
                 await client.read_input_registers(0, count=1, device_id=2)
-        assert twin.requests == before
+        assert cellq_twin.requests == before
         other = CellQ(client, device_id=7)
         async with asyncio.timeout(HANG_GUARD):
             with pytest.raises(ModbusIOException):
@@ -116,12 +106,12 @@ async def test_requests_for_another_device_id_get_no_answer(twin: CellQTwin) -> 
     finally:
         client.close()
     # The refused write did not land on our device.
-    fresh = tcp_client(twin.port)
-    assert await fresh.connect()
+    again = tcp_client(cellq_twin.port)
+    assert await again.connect()
     try:
-        assert (await CellQ(fresh).holding(0))[icd.HR_PANEL] == 0
+        assert (await CellQ(again).holding(0))[icd.HR_PANEL] == 0
     finally:
-        fresh.close()
+        again.close()
 
 
 # --------------------------------------------------------------------------- codecs
@@ -147,15 +137,15 @@ async def test_holding_registers_read_back_as_written(
     assert regs[3:11] == icd.encode_string(sample_id)  # first character in the high byte
 
 
-async def test_results_are_float32_high_word_first(rig: Rig, cq: CellQ) -> None:
+async def test_results_are_float32_high_word_first(cellq_rig: CellQRig, cq: CellQ) -> None:
     """The exact value the world measures, as the ICD encodes it."""
-    cartridge, sample_id = unique("FX"), unique("F")
+    cartridge, sample_id = fresh("FX"), fresh("F")
     panel = int(icd.Assay.CELL_COUNT | icd.Assay.VIABILITY | icd.Assay.IDENTITY)
-    twin_world = rig.world
+    twin_world = cellq_rig.world
     twin_world.insert_cartridge(cartridge, 2.0e8, 88.0)
     twin_world.run_program(cartridge, "sample", {"volume_ml": 1.0, "sample_id": sample_id})
     # A second world with the same seed makes the same cartridge, sample and draws.
-    shadow = World(seed=rig.world.seed)
+    shadow = World(seed=cellq_rig.world.seed)
     shadow.insert_cartridge(cartridge, 2.0e8, 88.0)
     shadow.run_program(cartridge, "sample", {"volume_ml": 1.0, "sample_id": sample_id})
     expected = {a: shadow.measure(sample_id, a) for a in icd.panel_assays(panel)}
@@ -172,9 +162,9 @@ async def test_results_are_float32_high_word_first(rig: Rig, cq: CellQ) -> None:
 # --------------------------------------------------------------------------- jobs
 
 
-async def test_a_job_runs_to_done_with_per_mille_progress(rig: Rig, cq: CellQ) -> None:
-    sample = draw_sample(rig.world)
-    rig.clock.scale = 20_000.0  # sterility: 7 days = ~30 s wall; we abort long before
+async def test_a_job_runs_to_done_with_per_mille_progress(cellq_rig: CellQRig, cq: CellQ) -> None:
+    sample = draw_sample(cellq_rig.world)
+    cellq_rig.clock.scale = 20_000.0  # sterility: 7 days = ~30 s wall; we abort long before
     panel = int(icd.Assay.IDENTITY | icd.Assay.STERILITY)
     assert await cq.command(1, C.SUBMIT, job_seq=5, sample_id=sample, panel=panel) is None
     first = await cq.wait_slot(1, lambda v: v.state == S.RUNNING and v.progress > 0)
@@ -184,14 +174,14 @@ async def test_a_job_runs_to_done_with_per_mille_progress(rig: Rig, cq: CellQ) -
     assert all(math.isnan(x) for x in second.results.values())  # running: all NaN
     assert await cq.command(1, C.ABORT, job_seq=5) is None
 
-    sample = draw_sample(rig.world)
+    sample = draw_sample(cellq_rig.world)
     assert await cq.command(2, C.SUBMIT, job_seq=6, sample_id=sample, panel=3) is None
     done = await cq.wait_state(2, S.DONE)
     assert done.progress == 1000 and done.fault == 0
 
 
-async def test_results_nan_for_assays_not_in_the_panel(rig: Rig, cq: CellQ) -> None:
-    sample = draw_sample(rig.world)
+async def test_results_nan_for_assays_not_in_the_panel(cellq_rig: CellQRig, cq: CellQ) -> None:
+    sample = draw_sample(cellq_rig.world)
     panel = int(icd.Assay.VIABILITY | icd.Assay.ENDOTOXIN)
     assert await cq.command(4, C.SUBMIT, job_seq=9, sample_id=sample, panel=panel) is None
     view = await cq.wait_state(4, S.DONE)
@@ -204,21 +194,21 @@ async def test_results_nan_for_assays_not_in_the_panel(rig: Rig, cq: CellQ) -> N
 
 
 async def test_unknown_sample_fails_with_job_fault_1(cq: CellQ) -> None:
-    assert await cq.command(0, C.SUBMIT, job_seq=1, sample_id=unique("NOPE")) is None
+    assert await cq.command(0, C.SUBMIT, job_seq=1, sample_id=fresh("NOPE")) is None
     view = await cq.wait_state(0, S.FAILED)
     assert view.fault == icd.JobFault.UNKNOWN_SAMPLE
     assert all(math.isnan(x) for x in view.results.values())
 
 
-async def test_insufficient_volume_fails_with_job_fault_2(rig: Rig, cq: CellQ) -> None:
-    sample = draw_sample(rig.world, volume_ml=0.05)  # the full panel needs 0.94 mL
+async def test_insufficient_volume_fails_with_job_fault_2(cellq_rig: CellQRig, cq: CellQ) -> None:
+    sample = draw_sample(cellq_rig.world, volume_ml=0.05)  # the full panel needs 0.94 mL
     assert await cq.command(0, C.SUBMIT, job_seq=2, sample_id=sample, panel=0x7F) is None
     view = await cq.wait_state(0, S.FAILED)
     assert view.fault == icd.JobFault.INSUFFICIENT_VOLUME
 
 
-async def test_four_jobs_run_at_once_the_fifth_waits(rig: Rig, cq: CellQ) -> None:
-    sample = draw_sample(rig.world)
+async def test_four_jobs_run_at_once_the_fifth_waits(cellq_rig: CellQRig, cq: CellQ) -> None:
+    sample = draw_sample(cellq_rig.world)
     for slot in range(5):
         err = await cq.command(slot, C.SUBMIT, job_seq=100 + slot, sample_id=sample, panel=32)
         assert err is None
@@ -235,19 +225,21 @@ async def test_four_jobs_run_at_once_the_fifth_waits(rig: Rig, cq: CellQ) -> Non
     assert (await cq.status())[icd.IR_STATE] == icd.AnalyzerState.IDLE  # aborted is not busy
 
 
-async def test_submit_is_idempotent_by_job_seq(rig: Rig, twin: CellQTwin, cq: CellQ) -> None:
-    sample = draw_sample(rig.world)
+async def test_submit_is_idempotent_by_job_seq(
+    cellq_rig: CellQRig, cellq_twin: CellQTwin, cq: CellQ
+) -> None:
+    sample = draw_sample(cellq_rig.world)
     for _ in range(3):
         err = await cq.command(7, C.SUBMIT, job_seq=777, sample_id=sample, panel=LONG_PANEL)
         assert err is None
-    assert twin.submitted[777] == 1
+    assert cellq_twin.submitted[777] == 1
     # Checked first: even with arguments that would be refused now.
     assert await cq.command(7, C.SUBMIT, job_seq=777, sample_id="", panel=0) is None
-    assert twin.submitted[777] == 1
+    assert cellq_twin.submitted[777] == 1
     assert (await cq.slot(7)).state == S.RUNNING
     assert await cq.command(7, C.ABORT, job_seq=777) is None
     assert await cq.command(7, C.SUBMIT, job_seq=777, sample_id=sample) is None  # aborted too
-    assert twin.submitted[777] == 1
+    assert cellq_twin.submitted[777] == 1
 
 
 @pytest.mark.parametrize(
@@ -263,16 +255,21 @@ async def test_submit_is_idempotent_by_job_seq(rig: Rig, twin: CellQTwin, cq: Ce
     ],
 )
 async def test_bad_submit_answers_03_and_creates_nothing(
-    twin: CellQTwin, cq: CellQ, job_seq: int, sample_id: str, panel: int, raw_sample: list[int]
+    cellq_twin: CellQTwin,
+    cq: CellQ,
+    job_seq: int,
+    sample_id: str,
+    panel: int,
+    raw_sample: list[int],
 ) -> None:
-    before = sum(twin.submitted.values())
+    before = sum(cellq_twin.submitted.values())
     err = await cq.command(
         6, C.SUBMIT, job_seq=job_seq, sample_id=sample_id, panel=panel, raw_sample=raw_sample
     )
     assert err == icd.EXC_ILLEGAL_VALUE
     assert (await cq.slot(6)).state == S.FREE
     assert (await cq.holding(6))[icd.HR_COMMAND] == 0
-    assert sum(twin.submitted.values()) == before
+    assert sum(cellq_twin.submitted.values()) == before
 
 
 async def test_unknown_command_answers_03(cq: CellQ) -> None:
@@ -280,9 +277,11 @@ async def test_unknown_command_answers_03(cq: CellQ) -> None:
     assert (await cq.holding(0))[icd.HR_COMMAND] == 0
 
 
-async def test_command_is_applied_after_the_data_of_the_same_write(rig: Rig, cq: CellQ) -> None:
+async def test_command_is_applied_after_the_data_of_the_same_write(
+    cellq_rig: CellQRig, cq: CellQ
+) -> None:
     """One write-multiple with the command register last: the data counts."""
-    sample = draw_sample(rig.world)
+    sample = draw_sample(cellq_rig.world)
     assert await cq.command(9, C.SUBMIT, job_seq=0xDEADBEEF, sample_id=sample) is None
     view = await cq.slot(9)
     assert view.job_seq == 0xDEADBEEF and view.state != S.FREE
@@ -291,10 +290,10 @@ async def test_command_is_applied_after_the_data_of_the_same_write(rig: Rig, cq:
 # --------------------------------------------------------------------------- command x state
 
 
-async def _put_in_state(rig: Rig, cq: CellQ, slot: int, state: S, job_seq: int) -> None:
+async def _put_in_state(cellq_rig: CellQRig, cq: CellQ, slot: int, state: S, job_seq: int) -> None:
     if state is S.FREE:
         return
-    sample = draw_sample(rig.world)
+    sample = draw_sample(cellq_rig.world)
     if state is S.QUEUED:
         for filler in range(4):
             err = await cq.command(
@@ -302,7 +301,7 @@ async def _put_in_state(rig: Rig, cq: CellQ, slot: int, state: S, job_seq: int) 
             )
             assert err is None
     if state is S.FAILED:
-        sample = unique("MISSING")
+        sample = fresh("MISSING")
     panel = SHORT_PANEL if state is S.DONE else LONG_PANEL
     assert await cq.command(slot, C.SUBMIT, job_seq=job_seq, sample_id=sample, panel=panel) is None
     if state is S.ABORTED:
@@ -335,14 +334,14 @@ EXPECTED: dict[tuple[C, S], tuple[int | None, S]] = {
 
 @pytest.mark.parametrize(("command", "state"), list(EXPECTED), ids=lambda x: x.name)
 async def test_command_in_slot_state(
-    rig: Rig, twin: CellQTwin, cq: CellQ, command: C, state: S
+    cellq_rig: CellQRig, cellq_twin: CellQTwin, cq: CellQ, command: C, state: S
 ) -> None:
     slot, job_seq = 0, 50
-    await _put_in_state(rig, cq, slot, state, job_seq)
+    await _put_in_state(cellq_rig, cq, slot, state, job_seq)
     # submit uses a new JobSeq (the same one is the idempotent case); abort and release
     # name the slot's own JobSeq (0 for a free slot).
     seq = 51 if command is C.SUBMIT else (0 if state is S.FREE else job_seq)
-    sample = draw_sample(rig.world)
+    sample = draw_sample(cellq_rig.world)
     expected_code, expected_state = EXPECTED[(command, state)]
     err = await cq.command(slot, command, job_seq=seq, sample_id=sample, panel=LONG_PANEL)
     assert err == expected_code
@@ -352,22 +351,22 @@ async def test_command_in_slot_state(
     if expected_state is S.FREE and state is not S.FREE:
         assert view.raw == [0] * icd.SLOT_STRIDE
     if (command, state) == (C.SUBMIT, S.FREE):
-        assert twin.submitted[51] >= 1 and view.job_seq == 51
+        assert cellq_twin.submitted[51] >= 1 and view.job_seq == 51
 
 
 @pytest.mark.parametrize("command", [C.ABORT, C.RELEASE], ids=lambda c: c.name)
 @pytest.mark.parametrize("state", [S.RUNNING, S.DONE, S.ABORTED], ids=lambda s: s.name)
 async def test_abort_and_release_need_the_slots_job_seq(
-    rig: Rig, cq: CellQ, command: C, state: S
+    cellq_rig: CellQRig, cq: CellQ, command: C, state: S
 ) -> None:
-    await _put_in_state(rig, cq, 0, state, 60)
+    await _put_in_state(cellq_rig, cq, 0, state, 60)
     assert await cq.command(0, command, job_seq=61) == icd.EXC_ILLEGAL_VALUE
     view = await cq.slot(0)
     assert view.state == state and view.job_seq == 60
 
 
-async def test_release_zeroes_every_register_of_the_slot(rig: Rig, cq: CellQ) -> None:
-    sample = draw_sample(rig.world)
+async def test_release_zeroes_every_register_of_the_slot(cellq_rig: CellQRig, cq: CellQ) -> None:
+    sample = draw_sample(cellq_rig.world)
     assert await cq.command(8, C.SUBMIT, job_seq=88, sample_id=sample, panel=0x1F) is None
     await cq.wait_state(8, S.DONE)
     assert (await cq.holding(8))[:11] != [0] * 11
@@ -384,8 +383,10 @@ async def _raise(cq: CellQ, code: int) -> int | None:
     return exc_code(await cq.write(icd.TWIN_HR_FAULT_CODE, [code, 1]))
 
 
-async def test_analyzer_fault_fails_running_jobs_and_holds_queued_ones(rig: Rig, cq: CellQ) -> None:
-    sample = draw_sample(rig.world)
+async def test_analyzer_fault_fails_running_jobs_and_holds_queued_ones(
+    cellq_rig: CellQRig, cq: CellQ
+) -> None:
+    sample = draw_sample(cellq_rig.world)
     for slot in range(5):
         err = await cq.command(slot, C.SUBMIT, job_seq=200 + slot, sample_id=sample, panel=32)
         assert err is None
@@ -423,26 +424,26 @@ async def test_raising_a_fault_needs_a_code(cq: CellQ) -> None:
     assert (await cq.status())[icd.IR_STATE] == icd.AnalyzerState.IDLE
 
 
-async def test_time_scale_twin_register(rig: Rig, cq: CellQ) -> None:
+async def test_time_scale_twin_register(cellq_rig: CellQRig, cq: CellQ) -> None:
     rr = await cq.read_hr(icd.TWIN_HR_TIME_SCALE, 2)
-    assert icd.decode_f32(rr.registers) == pytest.approx(rig.clock.scale)
+    assert icd.decode_f32(rr.registers) == pytest.approx(cellq_rig.clock.scale)
     assert exc_code(await cq.write(icd.TWIN_HR_TIME_SCALE, icd.encode_f32(3600.0))) is None
-    assert rig.clock.scale == 3600.0
+    assert cellq_rig.clock.scale == 3600.0
     rr = await cq.read_hr(icd.TWIN_HR_TIME_SCALE, 2)
     assert icd.decode_f32(rr.registers) == 3600.0
     for bad in (0.0, -1.0, math.inf, math.nan):
         err = exc_code(await cq.write(icd.TWIN_HR_TIME_SCALE, icd.encode_f32(bad)))
         assert err == icd.EXC_ILLEGAL_VALUE
-    assert rig.clock.scale == 3600.0
+    assert cellq_rig.clock.scale == 3600.0
 
 
 # --------------------------------------------------------------------------- bad input
 
 
-async def test_garbage_on_tcp_does_not_stop_the_twin(twin: CellQTwin, cq: CellQ) -> None:
+async def test_garbage_on_tcp_does_not_stop_the_twin(cellq_twin: CellQTwin, cq: CellQ) -> None:
     rng = random.Random(3)
     for size in (1, 7, 12, 300, 4000):
-        reader, writer = await asyncio.open_connection("127.0.0.1", twin.port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", cellq_twin.port)
         writer.write(bytes(rng.randrange(256) for _ in range(size)))
         await writer.drain()
         # Whatever it answers (an exception frame, nothing, a close), it must not die.
@@ -454,7 +455,7 @@ async def test_garbage_on_tcp_does_not_stop_the_twin(twin: CellQTwin, cq: CellQ)
         writer.close()
     # A frame with a valid header but an unknown function code answers exception 01
     # (pymodbus 3.16.1 sends it with function code 0x80, not 0xC1).
-    reader, writer = await asyncio.open_connection("127.0.0.1", twin.port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", cellq_twin.port)
     writer.write(bytes([0, 9, 0, 0, 0, 2, 1, 0x41]))
     await writer.drain()
     async with asyncio.timeout(HANG_GUARD):
@@ -480,13 +481,95 @@ async def test_a_write_single_answer_echoes_the_request(cq: CellQ) -> None:
     read_count=st.integers(1, 125),
 )
 async def test_any_write_or_read_gets_an_icd_answer_and_the_twin_keeps_serving(
-    twin: CellQTwin, cq: CellQ, address: int, values: list[int], read_count: int
+    cellq_twin: CellQTwin, cq: CellQ, address: int, values: list[int], read_count: int
 ) -> None:
     assert exc_code(await cq.write(address, values)) in (None, 2, 3, 4, 6)
     assert exc_code(await cq.read_hr(address, read_count)) in (None, 2)
     assert exc_code(await cq.read_ir(address, read_count)) in (None, 2)
     regs = await cq.status()
     assert regs[icd.IR_ICD_VERSION] == 1
-    assert regs[icd.IR_FREE_SLOTS] == sum(s.job is None for s in twin.slots)
-    for slot in twin.slots:  # the command register never keeps a value
+    assert regs[icd.IR_FREE_SLOTS] == sum(s.job is None for s in cellq_twin.slots)
+    for slot in cellq_twin.slots:  # the command register never keeps a value
         assert slot.holding_registers()[icd.HR_COMMAND] == 0
+
+
+# --------------------------------------------------------------------------- ICD 1.1
+
+
+async def test_a_job_seq_held_by_another_slot_answers_03_and_creates_nothing(
+    cellq_rig: CellQRig, cellq_twin: CellQTwin, cq: CellQ
+) -> None:
+    sample = draw_sample(cellq_rig.world)
+    assert await cq.command(2, C.SUBMIT, job_seq=4242, sample_id=sample, panel=LONG_PANEL) is None
+    created = await cq.jobs_created()
+    # A re-send into the wrong slot (a client that lost the answer and forgot the slot)
+    err = await cq.command(5, C.SUBMIT, job_seq=4242, sample_id=sample, panel=LONG_PANEL)
+    assert err == icd.EXC_ILLEGAL_VALUE
+    assert (await cq.slot(5)).state == S.FREE
+    assert (await cq.holding(5))[icd.HR_COMMAND] == 0
+    assert await cq.jobs_created() == created
+    assert cellq_twin.submitted[4242] == 1
+    # The same slot is still the idempotent answer; once released, the JobSeq is free.
+    assert await cq.command(2, C.SUBMIT, job_seq=4242, sample_id=sample) is None
+    assert await cq.command(2, C.ABORT, job_seq=4242) is None
+    assert await cq.command(2, C.RELEASE, job_seq=4242) is None
+    assert await cq.command(5, C.SUBMIT, job_seq=4242, sample_id=sample) is None
+    assert await cq.jobs_created() == created + 1
+
+
+async def test_jobs_created_counter_counts_jobs_not_repeats(cellq_rig: CellQRig, cq: CellQ) -> None:
+    sample = draw_sample(cellq_rig.world)
+    start = await cq.jobs_created()
+    for slot, seq in ((0, 10), (0, 10), (1, 11), (1, 11)):  # each repeat is idempotent
+        assert await cq.command(slot, C.SUBMIT, job_seq=seq, sample_id=sample) is None
+    assert await cq.command(2, C.SUBMIT, job_seq=0, sample_id=sample) == 3  # refused
+    assert await cq.command(2, C.SUBMIT, job_seq=11, sample_id=sample) == 3  # held by slot 1
+    assert await cq.jobs_created() == start + 2
+    # uint32, high word first; a read of half of it answers, a read past it is 02
+    high, low = (await cq.read_ir(icd.TWIN_IR_JOBS_CREATED, 2)).registers
+    assert (high << 16) | low == start + 2
+    assert exc_code(await cq.read_ir(icd.TWIN_IR_JOBS_CREATED + 1, 2)) == 2
+    assert exc_code(await cq.read_ir(icd.TWIN_IR_JOBS_CREATED - 1, 2)) == 2
+
+
+async def test_an_unknown_sample_fails_when_the_job_starts_not_when_queued(
+    cellq_rig: CellQRig, cq: CellQ
+) -> None:
+    """ICD 1.1: the analyzer knows a sample once a shuttle of its cell drew it (the
+    tube is handed over); a job whose tube never came fails with job fault 1 when it
+    starts. A sample drawn while its job waits in the queue is known by then."""
+    known = draw_sample(cellq_rig.world)
+    for slot in range(4):  # four long jobs take every runner
+        err = await cq.command(slot, C.SUBMIT, job_seq=300 + slot, sample_id=known, panel=32)
+        assert err is None
+    late, never = fresh("LATE"), fresh("NEVER")
+    assert await cq.command(4, C.SUBMIT, job_seq=304, sample_id=late, panel=1) is None
+    assert await cq.command(5, C.SUBMIT, job_seq=305, sample_id=never, panel=1) is None
+    assert [(await cq.slot(s)).state for s in (4, 5)] == [S.QUEUED, S.QUEUED]
+    assert (await cq.slot(5)).fault == 0
+    cart = fresh("QC")  # the tube of the first queued job arrives while it waits
+    cellq_rig.world.insert_cartridge(cart, 1.0e8, 92.0)
+    cellq_rig.world.run_program(cart, "sample", {"volume_ml": 1.0, "sample_id": late})
+    for slot in (0, 1):  # two runners free up: both queued jobs start
+        assert await cq.command(slot, C.ABORT, job_seq=300 + slot) is None
+    done = await cq.wait_state(4, S.DONE)
+    assert done.fault == 0 and not math.isnan(done.results[icd.Assay.CELL_COUNT])
+    failed = await cq.wait_state(5, S.FAILED)
+    assert failed.fault == icd.JobFault.UNKNOWN_SAMPLE
+
+
+@pytest.mark.parametrize("scale", [icd.TWIN_TIME_SCALE_MIN, icd.TWIN_TIME_SCALE_MAX])
+async def test_time_scale_range_ends_are_accepted(
+    cellq_rig: CellQRig, cq: CellQ, scale: float
+) -> None:
+    assert exc_code(await cq.write(icd.TWIN_HR_TIME_SCALE, icd.encode_f32(scale))) is None
+    assert cellq_rig.clock.scale == pytest.approx(scale, rel=1e-6)
+
+
+@pytest.mark.parametrize("scale", [0.0009, 1.1e7, -1.0, 1e-300])
+async def test_time_scale_outside_its_range_answers_03(
+    cellq_rig: CellQRig, cq: CellQ, scale: float
+) -> None:
+    before = cellq_rig.clock.scale
+    assert exc_code(await cq.write(icd.TWIN_HR_TIME_SCALE, icd.encode_f32(scale))) == 3
+    assert cellq_rig.clock.scale == before

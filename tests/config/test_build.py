@@ -12,9 +12,7 @@ from daemon.config import sim_site
 from daemon.config.build import build_drivers, security_config
 from drivers.base import Analyzer, Shuttle
 from drivers.modbus import ModbusAnalyzer, RtuEndpoint, TcpEndpoint
-from drivers.opcua import OpcUaShuttle
-from drivers.opcua_errors import SecurityConfigError
-from drivers.opcua_security import SecurityConfig
+from drivers.opcua import OpcUaShuttle, SecurityConfig, SecurityConfigError
 from drivers.serial import SerialBalance
 from simulators.cell import SimCell, SimConfig
 from tests.config.conftest import BASE, Check

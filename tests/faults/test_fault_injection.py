@@ -13,9 +13,9 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from drivers import icd
 from simulators.balance import BalanceTwin
 from simulators.cellq import CellQTwin
-from simulators.faults import FaultProxy, ModbusFaults, SerialFaults
+from simulators.faults import FaultProxy, ModbusFault, ModbusFaults, SerialFaults
+from tests.support import HANG_GUARD
 
-GUARD = 20.0  # hang guard only
 QUIET = 0.2  # "nothing arrives" is checked over this long: a slow machine cannot fail it
 
 
@@ -32,14 +32,14 @@ ANSWER_LEN = len(read_version_answer(0))
 
 
 async def open_raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    async with asyncio.timeout(GUARD):
+    async with asyncio.timeout(HANG_GUARD):
         return await asyncio.open_connection("127.0.0.1", port)
 
 
 async def roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tid: int) -> bytes:
     writer.write(read_version_request(tid))
     await writer.drain()
-    async with asyncio.timeout(GUARD):
+    async with asyncio.timeout(HANG_GUARD):
         return await reader.readexactly(ANSWER_LEN)
 
 
@@ -78,7 +78,7 @@ async def test_drop_connections_closes_every_client(proxy: FaultProxy) -> None:
     assert proxy.connections == 3
     assert await proxy.drop_connections() == 3
     for reader, _writer in links:
-        async with asyncio.timeout(GUARD):
+        async with asyncio.timeout(HANG_GUARD):
             assert await reader.read() == b""  # EOF: the proxy closed it
     assert proxy.counters.connections_dropped == 3 and proxy.connections == 0
     # New connections work at once.
@@ -97,7 +97,7 @@ async def test_pymodbus_client_sees_a_drop_and_can_reconnect(proxy: FaultProxy) 
         # pymodbus notices the close and reconnects by itself (reconnect_delay); requests
         # in between fail. Wait for a new connection through the proxy and an answer.
         answer = None
-        async with asyncio.timeout(GUARD):
+        async with asyncio.timeout(HANG_GUARD):
             while answer is None or proxy.counters.connections_accepted < 2:
                 try:
                     rr = await c.read_input_registers(icd.IR_ICD_VERSION, count=1, device_id=1)
@@ -118,7 +118,7 @@ async def test_stall_holds_traffic_until_released(proxy: FaultProxy) -> None:
     await writer.drain()
     assert await nothing_arrives(reader)
     await proxy.clear()
-    async with asyncio.timeout(GUARD):
+    async with asyncio.timeout(HANG_GUARD):
         assert await reader.readexactly(ANSWER_LEN) == read_version_answer(1)
     # A timed stall releases by itself.
     await proxy.stall(0.1)
@@ -143,7 +143,7 @@ async def test_garbage_replaces_or_precedes_the_next_answer(proxy: FaultProxy) -
     await proxy.garbage(9)
     writer.write(read_version_request(1))
     await writer.drain()
-    async with asyncio.timeout(GUARD):
+    async with asyncio.timeout(HANG_GUARD):
         junk = await reader.readexactly(9)
     assert junk != read_version_answer(1)[:9]
     assert await nothing_arrives(reader)  # the real answer was replaced
@@ -153,7 +153,7 @@ async def test_garbage_replaces_or_precedes_the_next_answer(proxy: FaultProxy) -
     await proxy.garbage(4, replace=False)
     writer.write(read_version_request(3))
     await writer.drain()
-    async with asyncio.timeout(GUARD):
+    async with asyncio.timeout(HANG_GUARD):
         data = await reader.readexactly(4 + ANSWER_LEN)
     assert data[4:] == read_version_answer(3)
     assert proxy.counters.frames_corrupted == 2
@@ -169,7 +169,7 @@ async def test_a_pymodbus_client_survives_a_garbage_answer(proxy: FaultProxy) ->
             rr = await c.read_input_registers(icd.IR_ICD_VERSION, count=1, device_id=1)
             assert rr.isError()  # a garbage frame must not pass as an answer
             raise ModbusIOException("error answer")
-        async with asyncio.timeout(GUARD):
+        async with asyncio.timeout(HANG_GUARD):
             while not c.connected:
                 await c.connect()
         rr = await c.read_input_registers(icd.IR_ICD_VERSION, count=1, device_id=1)
@@ -177,6 +177,63 @@ async def test_a_pymodbus_client_survives_a_garbage_answer(proxy: FaultProxy) ->
     finally:
         c.close()
     assert proxy.counters.frames_corrupted == 1
+
+
+async def test_hold_request_keeps_it_from_the_target_until_released(
+    proxy: FaultProxy, cellq: CellQTwin
+) -> None:
+    reader, writer = await open_raw(proxy.port)
+    request = read_version_request(7)
+    await proxy.hold_request_with(request[:2])  # the transaction id: this request only
+    writer.write(request)
+    await writer.drain()
+    assert await nothing_arrives(reader)
+    assert proxy.counters.requests_held == 1 and proxy.counters.bytes_to_target == 0
+    await proxy.release()
+    async with asyncio.timeout(HANG_GUARD):
+        assert await reader.readexactly(ANSWER_LEN) == read_version_answer(7)
+    assert await roundtrip(reader, writer, 8) == read_version_answer(8)  # once only
+    # held, then the connection closes: the target never sees it
+    await proxy.hold_request_with(read_version_request(9)[:2])
+    writer.write(read_version_request(9))
+    await writer.drain()
+    assert await nothing_arrives(reader)
+    assert await proxy.drop_connections() == 1
+    assert proxy.counters.bytes_to_target == 2 * len(request)
+    writer.close()
+
+
+async def test_hold_answer_lets_the_request_through_and_keeps_its_answer(
+    proxy: FaultProxy, cellq: CellQTwin
+) -> None:
+    reader, writer = await open_raw(proxy.port)
+    base = icd.slot_base(15) + icd.HR_PANEL
+    write = struct.pack(">HHHBBHH", 5, 0, 6, icd.CELLQ_DEVICE_ID, 6, base, 3)  # panel := 3
+    await proxy.hold_answer_to(write[:2])
+    writer.write(write)
+    await writer.drain()
+    assert await nothing_arrives(reader)
+    assert proxy.counters.answers_held == 1
+    c = client(cellq.port)  # straight to the twin: the write was carried out
+    assert await c.connect()
+    try:
+        rr = await c.read_holding_registers(base, count=1, device_id=1)
+        assert rr.registers == [3]
+        await proxy.release()
+        async with asyncio.timeout(HANG_GUARD):
+            assert await reader.readexactly(len(write)) == write  # FC 06 echoes the request
+        await c.write_register(base, 0, device_id=1)
+    finally:
+        c.close()
+    # held, then the connection closes: the answer is never delivered
+    await proxy.hold_answer_to(read_version_request(6)[:2])
+    writer.write(read_version_request(6))
+    await writer.drain()
+    assert await nothing_arrives(reader)
+    assert await proxy.drop_connections() == 1
+    async with asyncio.timeout(HANG_GUARD):
+        assert await reader.read() == b""
+    writer.close()
 
 
 async def test_refuse_closes_the_port_and_reopens_it(proxy: FaultProxy) -> None:
@@ -206,7 +263,7 @@ async def test_proxy_to_a_target_that_is_gone_closes_the_client() -> None:
     await proxy.start()
     try:
         reader, writer = await open_raw(proxy.port)
-        async with asyncio.timeout(GUARD):
+        async with asyncio.timeout(HANG_GUARD):
             assert await reader.read() == b""
         writer.close()
         assert proxy.counters.upstream_failures == 1
@@ -245,7 +302,7 @@ async def test_modbus_silence_and_slow_answers(cellq: CellQTwin) -> None:
     assert await c.connect()
     try:
         cellq.faults.silence(1)
-        async with asyncio.timeout(GUARD):
+        async with asyncio.timeout(HANG_GUARD):
             with pytest.raises(ModbusIOException):
                 await c.read_input_registers(0, count=1, device_id=1)
         assert cellq.faults.silenced == 1
@@ -263,14 +320,16 @@ def test_modbus_faults_validate_their_arguments() -> None:
         faults.exception(0)
     with pytest.raises(ValueError):
         faults.slow(-1)
-    assert faults.take() == (0.0, False, None)
+    with pytest.raises(ValueError):
+        faults.lose_answers(0)
+    assert faults.take() == ModbusFault()
 
 
 # --------------------------------------------------------------------------- SerialFaults
 
 
 def _port(balance: BalanceTwin) -> serial.Serial:
-    return serial.Serial(balance.port_path, icd.BALANCE_BAUD, timeout=GUARD)
+    return serial.Serial(balance.port_path, icd.BALANCE_BAUD, timeout=HANG_GUARD)
 
 
 STABLE_ZERO = b"S S      0.000 g\r\n"

@@ -354,6 +354,7 @@ class Model:
 
     async def _park(self, b: ModelBatch, to: str) -> None:  # executor.park
         self.log(f"park {b.batch_id} {b.location}->{to}")
+        origin = b.location
         try:
             if b.lock.locked() or not self.parkable(b.batch_id):
                 self.log(f"park {b.batch_id} not parkable now: nothing moved")
@@ -364,7 +365,7 @@ class Model:
                 except LinkHold:
                     pass  # engine: a deviation; the batch's own next move resumes it
         finally:
-            self.sched.release_parking(b.batch_id, b.shuttle, to)
+            self.sched.parked(b.batch_id, b.shuttle, origin, to)
 
     # ------------------------------------------------------------------ batches
     def add_batch(self, recipe: tuple[Step, ...], priority: int, shuttle: str) -> ModelBatch:

@@ -20,6 +20,7 @@ from daemon.batch.states import BatchState
 from daemon.config.defaults import sim_site
 from daemon.recipe import load_recipe
 from daemon.supervisor import build, serve
+from drivers import icd
 from simulators.clock import Clock
 from simulators.controls import TwinControls
 from simulators.runner import BackgroundLoop
@@ -94,10 +95,10 @@ async def test_more_batches_than_bays_run_to_completion(
     assert [b.outcome for b in done] == ["completed"] * 5
     assert [d.kind for b in done for d in b.deviations] == []
     # every program started once, none twice (TaskIds are batch/step/attempt)
-    assert len(few_bays.started_programs) == 10
-    assert set(few_bays.started_programs.values()) == {1}
+    programs = [e["task_id"] for e in few_bays.model.started if e["unit"] != icd.TRANSPORT]
+    assert len(programs) == 10 and len(set(programs)) == 10
     # the shuttle never took more cartridges than it has bays less the reserve
     assert most_inside <= len(UNITS) - 1
-    assert sorted(few_bays.output_port) == sorted(cartridges)
+    assert sorted(few_bays.model.output_port) == sorted(cartridges)
     assert not any(u.cartridge_id for u in few_bays.units.values())
-    assert not few_bays.load_port
+    assert not few_bays.model.load_port

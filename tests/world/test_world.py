@@ -364,8 +364,10 @@ def test_insert_refuses_an_id_used_ever() -> None:
         world.insert_cartridge("C1", 1e8, 90)
     with pytest.raises(ValueError):
         world.insert_cartridge("C2", -1, 90)
-    with pytest.raises(ValueError):
-        world.insert_cartridge("C3", 1e8, 0)
+    with pytest.raises(ValueError):  # ICD 1.1: viability 0..100 (0 is a dead sample)
+        world.insert_cartridge("C3", 1e8, 100.5)
+    with pytest.raises(ValueError):  # ICD 1.1: at most 1e11 cells
+        world.insert_cartridge("C4", 1.7e308, 90)
     assert set(world.cartridges) == {"C1"}
 
 

@@ -1,81 +1,28 @@
-"""Balance conformance bench: the twin by default, a real balance with CELLFAB_BALANCE_PORT.
+"""Balance conformance fixtures. The session's target (the balance twin on its own
+world, or the serial device named by CELLFAB_BALANCE_PORT) is ``balance_bench`` of
+tests/support/balance.py; here are the per-test driver and the wait for a settled pan.
 
-Owns the session's balance target (a BalanceTwin on a pty, on its own world, or the
-serial device named by ``CELLFAB_BALANCE_PORT``) and the per-test ``balance`` driver.
-Putting a bag on the pan needs the physical world: on the twin it is a
-``fill_finish`` in the shared world (ICD section 4: "the weight on the pan follows the
-last bag filled"); elsewhere those tests skip with the reason.
+Putting a bag on the pan needs the physical world: on the twin it is a ``fill_finish``
+in its world (ICD section 4: "the weight on the pan follows the last bag filled");
+elsewhere those tests skip with the reason. The balance has no twin controls on its
+wire (section 4 names none), so nothing is probed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
 from drivers.base import Busy
 from drivers.serial import BalanceSettings, SerialBalance
-from simulators.balance import BalanceTwin
-from simulators.faults import SerialFaults
-from simulators.runner import BackgroundLoop
-from simulators.world import World
+from tests.support import HANG_GUARD, POLL, eventually
+from tests.support.balance import BalanceBench
 
 T = TypeVar("T")
-HANG_GUARD = 30.0
 SETTINGS = BalanceSettings(timeout=0.5)
-
-
-@dataclass
-class BalanceBench:
-    port: str
-    bg: BackgroundLoop
-    twin: BalanceTwin | None = None
-    world: World | None = None
-    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-
-    @property
-    def faults(self) -> SerialFaults:
-        if self.twin is None:
-            pytest.skip("serial faults are injected by the balance twin only")
-        return self.twin.faults
-
-    def place_bag(self, volume_ml: float, world: World | None = None) -> float:
-        """Fill one bag of ``volume_ml`` (it lands on the pan); returns its grams."""
-        world = world or self.world
-        if world is None:
-            pytest.skip("putting a bag on the pan needs the twin's world (ICD section 4)")
-        cid = f"BAL{next(self._ids):04d}"
-        world.insert_cartridge(cid, 1e8, 90.0)
-        out = world.run_program(cid, "fill_finish", {"bags": 1, "volume_ml_per_bag": volume_ml})
-        assert out["bags"] == 1
-        return volume_ml * 1.03
-
-
-@pytest.fixture(scope="session")
-def balance_bench() -> Iterator[BalanceBench]:
-    bg = BackgroundLoop("balance-conformance")
-    device = os.environ.get("CELLFAB_BALANCE_PORT")
-    twin: BalanceTwin | None = None
-    world: World | None = None
-    if device:
-        port = device
-    else:
-        world = World(seed=11)
-        twin = BalanceTwin(world, faults=SerialFaults(seed=3), settle_seconds=0.2)
-        bg.run(twin.start())
-        port = twin.port_path
-    try:
-        yield BalanceBench(port, bg, twin, world)
-    finally:
-        if twin is not None:
-            twin.faults.clear()
-            bg.run(twin.stop())
-        bg.close()
 
 
 @pytest.fixture
@@ -84,8 +31,14 @@ async def balance(balance_bench: BalanceBench) -> AsyncIterator[SerialBalance]:
         balance_bench.twin.faults.clear()
     async with SerialBalance("balance", balance_bench.port, SETTINGS) as driver:
         yield driver
-    if balance_bench.twin is not None:
-        balance_bench.twin.faults.clear()
+    twin = balance_bench.twin
+    if twin is not None:  # answers still owed to this test's commands are not the next's
+        twin.faults.clear()
+
+        async def pending() -> int:
+            return twin.pending
+
+        await eventually(pending, "balance twin idle", lambda n: n == 0)
 
 
 async def settled(fn: Callable[[], Awaitable[T]]) -> T:
@@ -95,9 +48,9 @@ async def settled(fn: Callable[[], Awaitable[T]]) -> T:
             try:
                 return await fn()
             except Busy:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(POLL)
 
 
 @pytest.fixture
-def until_settled() -> Callable[..., Awaitable[Any]]:
+def until_settled() -> Callable[..., Awaitable[object]]:
     return settled

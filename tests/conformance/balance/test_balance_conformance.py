@@ -14,11 +14,11 @@ from drivers.base import Busy, CommunicationLost, InstrumentTimeout, InvalidStat
 from drivers.serial import SerialBalance
 from simulators.balance import BalanceTwin
 from simulators.world import World
+from tests.support import HANG_GUARD
 
 pytestmark = pytest.mark.hil
 
 Settled = Callable[..., Awaitable[Any]]
-HANG_GUARD = 30.0
 
 
 async def test_driver_implements_the_balance_protocol(balance: SerialBalance) -> None:

@@ -1,171 +1,75 @@
-"""Cell Q conformance bench: the twin by default, a real analyzer with CELLFAB_CELLQ_ADDR.
+"""Cell Q conformance fixtures. The session's target (the session twin by default, any
+analyzer with CELLFAB_CELLQ_ADDR=host:port: a real one, or a third-party twin) and the
+FaultProxy in front of it are ``cellq_bench`` of tests/support/cellq.py; here are the
+per-test fixtures: a ``ModbusAnalyzer`` straight to the target and
+one through the proxy, fresh JobSeqs that are aborted and released after each test,
+and ``controls``, the ICD section 4 twin controls (holding registers 900..903, input
+registers 900..901) through a plain pymodbus client, since the driver never uses them.
 
-Owns the session's target (one CellQTwin on loopback, or the instrument at
-``CELLFAB_CELLQ_ADDR=host:port``), a FaultProxy in front of it (TCP faults work on a
-real instrument too), and the per-test fixtures: a connected ``ModbusAnalyzer``
-straight to the target, one through the proxy, unique JobSeqs that are aborted and
-released after each test, and the ICD section 4 twin controls (holding registers
-900..903), used through a plain pymodbus client because the driver never uses them.
+What each test needs from the target, and what it does without it:
 
-Tests that need the physical world (a sample the analyzer knows, a fault, a fast
-clock) skip with the reason when the target lacks the twin controls.
+* twin controls (probed: a read of them answers values, not exception 02): an analyzer
+  fault, a fast clock (set to ``TIME_SCALE`` before every test), the jobs-created
+  counter that proves no job was made twice. Tests that need them skip with the
+  reason; a test that only uses the counter as extra proof runs without it.
+* a known sample (ICD 1.1: drawn by a shuttle of the same cell): only the in-process
+  twin shares its world with the test; elsewhere such tests skip with the reason.
+* the twin's own Modbus faults (exception answers, silence, lost answers): the
+  in-process twin only.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Final
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers import icd
-from drivers.base import Event, InstrumentError
-from drivers.modbus import ModbusAnalyzer, ModbusSettings, TcpEndpoint
-from simulators.cellq import CellQTwin
-from simulators.clock import Clock
-from simulators.faults import FaultProxy
-from simulators.runner import BackgroundLoop
-from simulators.world import World
+from drivers.base import InstrumentError
+from drivers.modbus import ModbusAnalyzer, ModbusSettings
+from simulators.cellq_controls import CellQControls
+from tests.support.cellq import TIME_SCALE, CellQBench
 
-T = TypeVar("T")
-E = TypeVar("E", bound=Event)
-
-TIME_SCALE = 3600.0  # process seconds per wall second: a 15 min assay takes 0.25 s
-HANG_GUARD = 30.0  # wall seconds; only ever a guard against a hang, never asserted
-
-FAST = ModbusSettings(
-    timeout=1.0,
-    poll_interval=0.05,
-    heartbeat_timeout=5.0,
-    backoff_initial=0.05,
-    backoff_max=0.5,
+FAST: Final = ModbusSettings(
+    timeout=1.0, poll_interval=0.05, heartbeat_timeout=5.0, backoff_initial=0.05, backoff_max=0.5
 )
-FAULTY = ModbusSettings(  # for the proxied driver: faults are found quickly
-    timeout=0.5,
-    poll_interval=0.05,
-    heartbeat_timeout=5.0,
-    backoff_initial=0.05,
-    backoff_max=0.3,
+FAULTY: Final = ModbusSettings(  # for the proxied driver: faults are found quickly
+    timeout=0.5, poll_interval=0.05, heartbeat_timeout=5.0, backoff_initial=0.05, backoff_max=0.3
 )
-
-
-@dataclass
-class CellQBench:
-    endpoint: TcpEndpoint
-    bg: BackgroundLoop
-    proxy: FaultProxy
-    twin: CellQTwin | None = None
-    world: World | None = None
-    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-
-    @property
-    def proxy_endpoint(self) -> TcpEndpoint:
-        return TcpEndpoint("127.0.0.1", self.proxy.port)
-
-    def on_bg(self, coro: Awaitable[T]) -> T:
-        async def wrap() -> T:
-            return await coro
-
-        return self.bg.run(wrap())
-
-    # -------------------------------------------------------------- twin controls
-    async def _raw(self, fn: Callable[[AsyncModbusTcpClient], Awaitable[Any]]) -> Any:
-        client = AsyncModbusTcpClient(
-            self.endpoint.host, port=self.endpoint.port, retries=0, timeout=5
-        )
-        try:
-            assert await client.connect(), f"cannot connect to {self.endpoint}"
-            return await fn(client)
-        finally:
-            client.close()
-
-    async def has_twin_controls(self) -> bool:
-        rsp = await self._raw(
-            lambda c: c.read_holding_registers(icd.TWIN_HR_FAULT_CODE, count=4, device_id=1)
-        )
-        return not rsp.isError()
-
-    async def require_twin_controls(self, why: str) -> None:
-        if not await self.has_twin_controls():
-            pytest.skip(f"{why}: the analyzer has no ICD section 4 twin controls (HR 900..903)")
-
-    async def raise_fault(self, code: int) -> None:
-        await self.require_twin_controls("raising an analyzer fault")
-        rsp = await self._raw(
-            lambda c: c.write_registers(icd.TWIN_HR_FAULT_CODE, [code, 1], device_id=1)
-        )
-        assert not rsp.isError(), rsp
-
-    async def clear_fault(self) -> None:
-        rsp = await self._raw(
-            lambda c: c.write_registers(icd.TWIN_HR_FAULT_RAISE, [0], device_id=1)
-        )
-        assert not rsp.isError(), rsp
-
-    async def set_time_scale(self, scale: float) -> None:
-        await self.require_twin_controls("setting the time scale")
-        rsp = await self._raw(
-            lambda c: c.write_registers(icd.TWIN_HR_TIME_SCALE, icd.encode_f32(scale), device_id=1)
-        )
-        assert not rsp.isError(), rsp
-
-    # -------------------------------------------------------------- the world
-    def sample(self, volume_ml: float = 1.0) -> str:
-        """A sample the analyzer can measure (drawn in the twin's shared world)."""
-        if self.world is None:
-            pytest.skip(
-                "needs a sample known to the analyzer: only the twin's shared world "
-                "(ICD section 4) can draw one"
-            )
-        n = next(self._ids)
-        cid, sid = f"CQC{n:04d}", f"SQC{n:04d}"
-        self.world.insert_cartridge(cid, 2e8, 92.0)
-        self.world.run_program(cid, "sample", {"volume_ml": volume_ml, "sample_id": sid})
-        return sid
-
-    def submitted(self, job_seq: int) -> int | None:
-        """How many jobs the twin created for ``job_seq`` (None on a real analyzer)."""
-        return None if self.twin is None else self.twin.submitted[job_seq]
-
-
-@pytest.fixture(scope="session")
-def cellq_bench() -> Iterator[CellQBench]:
-    bg = BackgroundLoop("cellq-conformance")
-    addr = os.environ.get("CELLFAB_CELLQ_ADDR")
-    twin: CellQTwin | None = None
-    world: World | None = None
-    if addr:
-        endpoint = TcpEndpoint.parse(addr)
-    else:
-        world = World(seed=7)
-        twin = CellQTwin(world, Clock(TIME_SCALE), host="127.0.0.1", port=0)
-        bg.run(twin.start())
-        endpoint = TcpEndpoint("127.0.0.1", twin.port)
-    proxy = FaultProxy(endpoint.host, endpoint.port)
-    bg.run(proxy.start())
-    try:
-        yield CellQBench(endpoint, bg, proxy, twin, world)
-    finally:
-        bg.run(proxy.stop())
-        if twin is not None:
-            bg.run(twin.stop())
-        bg.close()
 
 
 @pytest.fixture
-async def analyzer(cellq_bench: CellQBench) -> AsyncIterator[ModbusAnalyzer]:
+async def controls(cellq_bench: CellQBench) -> AsyncIterator[CellQControls]:
+    """Section 4 controls of the target (``available`` says whether it has them); when
+    it does, its clock runs at ``TIME_SCALE`` and no analyzer fault is raised."""
+    ep = cellq_bench.endpoint
+    client = AsyncModbusTcpClient(ep.host, port=ep.port, retries=0, timeout=5)
+    assert await client.connect(), f"cannot connect to {ep}"
+    ctl = CellQControls(client)
+    try:
+        if await ctl.discover():
+            await ctl.set_time_scale(TIME_SCALE)
+        yield ctl
+        if ctl.available:
+            await ctl.clear_fault()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def analyzer(
+    cellq_bench: CellQBench, controls: CellQControls
+) -> AsyncIterator[ModbusAnalyzer]:
     async with ModbusAnalyzer("cellq", cellq_bench.endpoint, FAST) as driver:
         yield driver
 
 
 @pytest.fixture
-async def proxied(cellq_bench: CellQBench) -> AsyncIterator[ModbusAnalyzer]:
+async def proxied(
+    cellq_bench: CellQBench, controls: CellQControls
+) -> AsyncIterator[ModbusAnalyzer]:
     """A driver connected through the FaultProxy; every switch is cleared afterwards."""
     await cellq_bench.proxy.clear()
     async with ModbusAnalyzer("cellq-proxied", cellq_bench.proxy_endpoint, FAULTY) as driver:
@@ -179,8 +83,7 @@ async def proxied(cellq_bench: CellQBench) -> AsyncIterator[ModbusAnalyzer]:
 async def job_seqs(cellq_bench: CellQBench) -> AsyncIterator[Callable[[], int]]:
     """Fresh JobSeqs; every job made with one is aborted and released after the test."""
     made: list[int] = []
-    rng = random.Random()
-    base = rng.randrange(1_000_000, 4_000_000_000)
+    base = random.Random().randrange(1_000_000, 4_000_000_000)
 
     def new() -> int:
         made.append(base + len(made))
@@ -192,42 +95,8 @@ async def job_seqs(cellq_bench: CellQBench) -> AsyncIterator[Callable[[], int]]:
     await cellq_bench.proxy.clear()
     async with ModbusAnalyzer("cellq-cleanup", cellq_bench.endpoint, FAST) as driver:
         for seq in made:
-            try:
-                await driver.abort(seq)
-            except InstrumentError:
-                pass
-            try:
-                await driver.release(seq)
-            except InstrumentError:
-                pass
-
-
-async def next_event(
-    stream: AsyncIterator[Event], kind: type[E], where: Callable[[E], bool] = lambda e: True
-) -> E:
-    """The next event of ``kind`` that satisfies ``where`` (hang-guarded)."""
-    async with asyncio.timeout(HANG_GUARD):
-        async for event in stream:
-            if isinstance(event, kind) and where(event):
-                return event
-    raise AssertionError(f"stream ended before a {kind.__name__}")
-
-
-@pytest.fixture
-def wait_for() -> Callable[..., Awaitable[Any]]:
-    return next_event
-
-
-async def poll_until(fn: Callable[[], Awaitable[T]], ok: Callable[[T], bool]) -> T:
-    """Call ``fn`` until its value is ``ok`` (hang-guarded); returns that value."""
-    async with asyncio.timeout(HANG_GUARD):
-        while True:
-            value = await fn()
-            if ok(value):
-                return value
-            await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def until() -> Callable[..., Awaitable[Any]]:
-    return poll_until
+            for command in (driver.abort, driver.release):
+                try:
+                    await command(seq)
+                except InstrumentError:
+                    pass

@@ -1,196 +1,281 @@
-"""Wire faults between the driver and the shuttle (FaultProxy): typed errors or a
-lost/restored pair, recovery without help, and never a program started twice."""
+"""Wire faults between the driver and the shuttle (a FaultProxy in front of the target):
+typed errors or a lost/restored pair, recovery without help, and never a program
+started twice (proved by the twin controls' ``Twin/StartedPrograms``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import random
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from shuttle_support import FAST, LONG, Rig, events_until, next_event, task
+from asyncua import ua
+from asyncua.ua.ua_binary import nodeid_to_binary
 
 from drivers import icd
-from drivers.base import CommunicationLost, ConnectionLost, ConnectionRestored, FaultChanged
-from drivers.opcua import OpcUaShuttle
-from simulators.controls import TwinControls
+from drivers.base import (
+    CommunicationLost,
+    ConnectionLost,
+    ConnectionRestored,
+    FaultChanged,
+    UnitStateChanged,
+)
+from drivers.opcua.connection import Connection
+from tests.support import events_until, next_event, task_id
+from tests.support.shuttle import LONG, short
+from tests.support.shuttle_target import Rig, Target
+
+pytestmark = pytest.mark.hil
+
+# A Call request on the wire (policy None): its encoding id, as asyncua writes it.
+CALL_REQUEST: bytes = nodeid_to_binary(ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary))
 
 
-@pytest.fixture
-async def proxied(target: Any) -> AsyncIterator[OpcUaShuttle]:
-    if target.proxy is None:
-        pytest.skip("fault injection needs the FaultProxy in front of a twin (not on HIL)")
-    await target.proxy.clear()
-    async with OpcUaShuttle("shuttle", target.proxy_url, target.security, FAST) as drv:
-        yield drv
-    await target.proxy.clear()
+def _twin(target: Target) -> Any:
+    if target.twin is None:
+        pytest.skip("needs the twin in this process (its clock), not a separate instrument")
+    return target.twin
 
 
-@pytest.fixture
-async def frig(proxied: OpcUaShuttle, controls: TwinControls) -> Rig:
-    return Rig(proxied, controls)
+async def _lost_then_restored(stream: Any) -> None:
+    await next_event(stream, ConnectionLost)
+    await next_event(stream, ConnectionRestored)
 
 
-async def _lost_then_restored(stream: object) -> None:
-    await next_event(stream, lambda e: isinstance(e, ConnectionLost))
-    await next_event(stream, lambda e: isinstance(e, ConnectionRestored))
-
-
-async def _start_once(rig: Rig, target: Any, unit: str) -> tuple[str, str, str]:
+async def _start_once(rig: Rig, unit: str) -> tuple[str, str, str]:
     cid = await rig.load(unit)
-    tid = task("F")
+    tid = task_id("F")
     run = await rig.drv.start(unit, *LONG, tid, cid)
-    assert target.twin is not None and target.twin.started_programs[tid] == 1
+    assert await rig.ctl.times_started(tid, unit) == 1
     return cid, tid, run
 
 
-async def _resend_after_recovery(rig: Rig, target: Any, unit: str, cid: str, tid: str) -> None:
+async def _resend_after_recovery(rig: Rig, unit: str, cid: str, tid: str) -> None:
     """What the daemon does after a lost answer: re-send the same TaskId."""
     run = await rig.drv.start(unit, *LONG, tid, cid)
     assert run
-    assert target.twin is not None and target.twin.started_programs[tid] == 1
+    assert await rig.ctl.times_started(tid, unit) == 1
     assert (await rig.drv.result(tid)).status is icd.ResultStatus.RUNNING
     await rig.drv.abort(unit, tid)
 
 
-async def test_dropped_connections_give_lost_then_restored(frig: Rig, target: Any) -> None:
-    assert target.proxy is not None
-    stream = frig.drv.events()
-    cid, tid, _ = await _start_once(frig, target, "INC09")
-    await target.proxy.drop_connections()
+async def test_dropped_connections_give_lost_then_restored(
+    shuttle_proxied_rig: Rig, shuttle_target: Target
+) -> None:
+    rig = shuttle_proxied_rig
+    stream = rig.drv.events()
+    cid, tid, _ = await _start_once(rig, "INC09")
+    await shuttle_target.proxy.drop_connections()
     await _lost_then_restored(stream)
-    status = await frig.drv.unit_status("INC09")
+    status = await rig.drv.unit_status("INC09")
     assert status.task_id == tid and status.state == "Running"
-    await _resend_after_recovery(frig, target, "INC09", cid, tid)
+    await _resend_after_recovery(rig, "INC09", cid, tid)
 
 
-async def test_stall_times_out_or_is_lost_and_recovers(frig: Rig, target: Any) -> None:
-    assert target.proxy is not None
-    stream = frig.drv.events()
-    cid = await frig.load("INC10")
-    tid = task("F")
-    await target.proxy.stall(3.0)
+async def test_stall_times_out_or_is_lost_and_recovers(
+    shuttle_proxied_rig: Rig, shuttle_target: Target
+) -> None:
+    rig = shuttle_proxied_rig
+    stream = rig.drv.events()
+    cid = await rig.load("INC10")
+    tid = task_id("F")
+    await shuttle_target.proxy.stall(3.0)
     with pytest.raises(CommunicationLost):  # InstrumentTimeout is one: outcome unknown
-        await frig.drv.start("INC10", *LONG, tid, cid)
+        await rig.drv.start("INC10", *LONG, tid, cid)
     await _lost_then_restored(stream)
-    await target.proxy.clear()
-    await _resend_after_recovery(frig, target, "INC10", cid, tid)
+    await shuttle_target.proxy.clear()
+    await _resend_after_recovery(rig, "INC10", cid, tid)
 
 
-async def test_refused_reconnects_fail_fast_then_recover(frig: Rig, target: Any) -> None:
-    assert target.proxy is not None
-    stream = frig.drv.events()
-    cid, tid, _ = await _start_once(frig, target, "INC11")
-    await target.proxy.refuse(True)
-    await target.proxy.drop_connections()
-    await next_event(stream, lambda e: isinstance(e, ConnectionLost))
+async def test_refused_reconnects_fail_fast_then_recover(
+    shuttle_proxied_rig: Rig, shuttle_target: Target
+) -> None:
+    rig = shuttle_proxied_rig
+    stream = rig.drv.events()
+    cid, tid, _ = await _start_once(rig, "INC11")
+    await shuttle_target.proxy.refuse(True)
+    await shuttle_target.proxy.drop_connections()
+    await next_event(stream, ConnectionLost)
     with pytest.raises(CommunicationLost, match="not connected"):
-        await frig.drv.start("INC11", *LONG, tid, cid)
-    assert frig.drv.state == "lost"
-    await target.proxy.refuse(False)
-    await next_event(stream, lambda e: isinstance(e, ConnectionRestored))
-    await _resend_after_recovery(frig, target, "INC11", cid, tid)
+        await rig.drv.start("INC11", *LONG, tid, cid)
+    assert rig.drv.state == "lost"
+    await shuttle_target.proxy.refuse(False)
+    await next_event(stream, ConnectionRestored)
+    await _resend_after_recovery(rig, "INC11", cid, tid)
 
 
-async def test_garbage_on_the_wire_is_a_loss_not_a_crash(frig: Rig, target: Any) -> None:
-    assert target.proxy is not None
-    stream = frig.drv.events()
-    cid, tid, _ = await _start_once(frig, target, "INC12")
-    await target.proxy.garbage(64)
+async def test_garbage_on_the_wire_is_a_loss_not_a_crash(
+    shuttle_proxied_rig: Rig, shuttle_target: Target
+) -> None:
+    rig = shuttle_proxied_rig
+    stream = rig.drv.events()
+    cid, tid, _ = await _start_once(rig, "INC12")
+    await shuttle_target.proxy.garbage(64)
     try:  # the next answer is garbage: a typed error, or nothing if a publish took it
-        await frig.drv.unit_status("INC12")
+        await rig.drv.unit_status("INC12")
     except CommunicationLost:
         pass
     await _lost_then_restored(stream)
-    await target.proxy.clear()
-    await _resend_after_recovery(frig, target, "INC12", cid, tid)
+    await shuttle_target.proxy.clear()
+    await _resend_after_recovery(rig, "INC12", cid, tid)
 
 
-async def test_slow_answers_still_work(frig: Rig, target: Any) -> None:
-    assert target.proxy is not None
-    cid = await frig.load("INC13")
-    await target.proxy.slow(0.01)
-    tid = task("F")
-    run = await frig.drv.start("INC13", *LONG, tid, cid)
-    assert run and target.twin is not None and target.twin.started_programs[tid] == 1
-    await target.proxy.clear()
-    await frig.drv.abort("INC13", tid)
-    assert frig.drv.state == "connected"
+async def test_slow_answers_still_work(shuttle_proxied_rig: Rig, shuttle_target: Target) -> None:
+    rig = shuttle_proxied_rig
+    cid = await rig.load("INC13")
+    await shuttle_target.proxy.slow(0.01)
+    tid = task_id("F")
+    run = await rig.drv.start("INC13", *LONG, tid, cid)
+    assert run and await rig.ctl.times_started(tid, "INC13") == 1
+    await shuttle_target.proxy.clear()
+    await rig.drv.abort("INC13", tid)
+    assert rig.drv.state == "connected"
 
 
-async def test_no_stale_event_after_restore(frig: Rig, target: Any) -> None:
+async def test_a_lost_start_answer_is_resent_and_starts_nothing_twice(
+    shuttle_proxied_rig: Rig, shuttle_target: Target
+) -> None:
+    """The StartProgram reaches the instrument, its answer is lost: the daemon re-sends
+    the same TaskId after the loss, and the instrument started it once."""
+    if shuttle_target.security.is_none is False:
+        pytest.skip("finding the request on the wire needs policy None")
+    rig = shuttle_proxied_rig
+    stream = rig.drv.events()
+    cid = await rig.load("INC14")
+    tid = task_id("F")
+    await shuttle_target.proxy.lose_answer_to(CALL_REQUEST)
+    with pytest.raises(CommunicationLost):
+        await rig.drv.start("INC14", *LONG, tid, cid)
+    await _lost_then_restored(stream)
+    assert await rig.ctl.times_started(tid, "INC14") == 1  # it did start
+    await _resend_after_recovery(rig, "INC14", cid, tid)
+
+
+async def test_a_lost_clear_answer_is_safe_to_repeat(
+    shuttle_proxied_rig: Rig, shuttle_target: Target
+) -> None:
+    """ICD 1.1: Clear and Transport.Clear are not repeatable. Their answer is lost; the
+    repeat reads the state first and has nothing to do (a blind re-send would get
+    BadInvalidState)."""
+    if shuttle_target.security.is_none is False:
+        pytest.skip("finding the request on the wire needs policy None")
+    rig = shuttle_proxied_rig
+    unit = "INC14"
+    _cid, tid, _ = await _start_once(rig, unit)
+    await rig.drv.abort(unit, tid)
+    stream = rig.drv.events()
+    await shuttle_target.proxy.lose_answer_to(CALL_REQUEST)
+    with pytest.raises(CommunicationLost):
+        await rig.drv.clear(unit)
+    await _lost_then_restored(stream)
+    assert (await rig.drv.unit_status(unit)).state == icd.UnitState.IDLE  # it was cleared
+    await rig.drv.clear(unit)  # the repeat: nothing to do, no error
+    assert shuttle_target.proxy.counters.answers_lost >= 1
+
+    await rig.free_load_port()
+    await rig.ctl.inject_fault(icd.TRANSPORT, 5, "jam")
+    await shuttle_target.proxy.lose_answer_to(CALL_REQUEST)
+    with pytest.raises(CommunicationLost):
+        await rig.drv.clear_transport()
+    await _lost_then_restored(stream)
+    assert (await rig.drv.transport_status()).state == icd.TransportState.IDLE
+    await rig.drv.clear_transport()
+    await stream.aclose()
+
+
+async def test_no_stale_event_after_restore(
+    shuttle_proxied_rig: Rig, shuttle_target: Target
+) -> None:
     """A change made while the driver is cut off shows up once, before Restored ends it."""
-    assert target.proxy is not None
-    cid, tid, _ = await _start_once(frig, target, "INC14")
-    stream = frig.drv.events()
-    await target.proxy.refuse(True)
-    await target.proxy.drop_connections()
-    await next_event(stream, lambda e: isinstance(e, ConnectionLost))
+    rig = shuttle_proxied_rig
+    await _start_once(rig, "INC15")
+    stream = rig.drv.events()
+    await shuttle_target.proxy.refuse(True)
+    await shuttle_target.proxy.drop_connections()
+    await next_event(stream, ConnectionLost)
     # the world moves on while we are blind (through the controls' own connection)
-    await frig.ctl.inject_fault("INC14", 7, "while lost")
-    await target.proxy.refuse(False)
-    seen = await events_until(stream, lambda e: isinstance(e, ConnectionRestored), 20)
-    states = [e.state for e in seen if getattr(e, "unit", None) == "INC14" and hasattr(e, "state")]
+    await rig.ctl.inject_fault("INC15", 7, "while lost")
+    await shuttle_target.proxy.refuse(False)
+    seen = await events_until(stream, ConnectionRestored)
+    states = [e.state for e in seen if isinstance(e, UnitStateChanged) and e.unit == "INC15"]
     assert states == ["Faulted"]  # the current state, once, not a replay of the old one
-    assert frig.drv.cached_status("INC14").fault_code == 7
-    await frig.drv.clear("INC14")
-    del cid, tid
+    assert rig.drv.cached_status("INC15").fault_code == 7
+    await rig.drv.clear("INC15")
+
+
+class _SteppingClock:
+    """The twin's datetime, stepping back and forth by whole days (NTP, a reboot without
+    RTC): source timestamps that are not monotonic."""
+
+    real: Any = None
+    rng = random.Random(5)
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        return cls.real.now(tz) - timedelta(days=cls.rng.randrange(-3, 4))
 
 
 async def test_an_instrument_clock_stepping_back_loses_no_change(
-    frig: Rig, target: Any, monkeypatch: pytest.MonkeyPatch
+    shuttle_proxied_rig: Rig, shuttle_target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The ICD promises every change of FaultCode/CartridgeId, not monotonic timestamps:
-    after an NTP step or a reboot without RTC the changes still reach the daemon."""
-    if target.twin is None:
-        pytest.skip("needs the twin to step its clock back")
+    """The ICD promises every change of FaultCode/CartridgeId and start writes in order,
+    not monotonic timestamps: with a clock stepping back and forth the changes still
+    reach the daemon, and starts still pair with their TaskIds by stream order."""
+    twin = _twin(shuttle_target)
     import simulators.shuttle as twin_module
 
-    real = twin_module.datetime
-
-    class _Behind:
-        @staticmethod
-        def now(tz: Any = None) -> Any:
-            return real.now(tz) - timedelta(days=1)
-
-    stream = frig.drv.events()
-    monkeypatch.setattr(twin_module, "datetime", _Behind)
-    await frig.ctl.inject_fault("INC15", 9, "clock stepped back")
-    ev = await next_event(stream, lambda e: isinstance(e, FaultChanged) and e.location == "INC15")
-    assert isinstance(ev, FaultChanged) and ev.code == 9
-    assert frig.drv.cached_status("INC15").fault_code == 9
-    await frig.drv.clear("INC15")
+    rig = shuttle_proxied_rig
+    cid = await rig.load("INC16")
+    stream = rig.drv.events()
+    _SteppingClock.real = twin_module.datetime
+    monkeypatch.setattr(twin_module, "datetime", _SteppingClock)
+    await rig.ctl.inject_fault("INC16", 9, "clock stepped back")
+    ev = await next_event(stream, FaultChanged, lambda e: e.location == "INC16")
+    assert ev.code == 9
+    assert rig.drv.cached_status("INC16").fault_code == 9
+    await rig.drv.clear("INC16")
+    tasks = [task_id() for _ in range(4)]
+    for tid in tasks:
+        await rig.drv.start("INC16", *short(), tid, cid)
+        await rig.drv.stop("INC16", tid)
+    seen = await events_until(
+        stream, UnitStateChanged, lambda e: e.task_id == tasks[-1] and e.state == "Complete"
+    )
+    running = [e.task_id for e in seen if isinstance(e, UnitStateChanged) and e.state == "Running"]
+    assert running == tasks
+    assert twin.serial_number  # the twin in this process was the one stepped
 
 
 async def test_a_failed_resync_attempt_does_not_hide_changes_from_the_next(
-    frig: Rig, target: Any, monkeypatch: pytest.MonkeyPatch
+    shuttle_proxied_rig: Rig, shuttle_target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A reconnect attempt that fails after its subscription filled the cache (the link
     drops during the Read) must not make the next attempt forget what changed while lost."""
-    assert target.proxy is not None
-    drv = frig.drv
-    real = drv._read_snapshot
+    rig = shuttle_proxied_rig
+    drv = rig.drv
+    real = Connection._read_snapshot
     attempts = 0
 
-    async def flaky(client: Any, space: Any) -> None:
+    async def flaky(self: Connection, client: Any, space: Any) -> None:
         nonlocal attempts
         attempts += 1
-        await real(client, space)
+        await real(self, client, space)
         if attempts == 1:
             raise CommunicationLost(drv.name, "connect", "link dropped during the Read")
 
-    st = await drv.unit_status("INC16")
+    unit = "INC16"
+    st = await drv.unit_status(unit)
     if st.state in (icd.UnitState.FAULTED, icd.UnitState.ABORTED):
-        await drv.clear("INC16")
+        await drv.clear(unit)
     stream = drv.events()
-    await target.proxy.refuse(True)
-    await target.proxy.drop_connections()
-    await next_event(stream, lambda e: isinstance(e, ConnectionLost))
-    await frig.ctl.inject_fault("INC16", 11, "while lost")
-    monkeypatch.setattr(drv, "_read_snapshot", flaky)
-    await target.proxy.refuse(False)
-    seen = await events_until(stream, lambda e: isinstance(e, ConnectionRestored), 20)
+    await shuttle_target.proxy.refuse(True)
+    await shuttle_target.proxy.drop_connections()
+    await next_event(stream, ConnectionLost)
+    await rig.ctl.inject_fault(unit, 11, "while lost")
+    monkeypatch.setattr(Connection, "_read_snapshot", flaky)
+    await shuttle_target.proxy.refuse(False)
+    seen = await events_until(stream, ConnectionRestored)
     assert attempts >= 2
-    faults = [e for e in seen if isinstance(e, FaultChanged) and e.location == "INC16"]
+    faults = [e for e in seen if isinstance(e, FaultChanged) and e.location == unit]
     assert [e.code for e in faults] == [11]
-    await drv.clear("INC16")
+    await drv.clear(unit)

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers import icd
-from drivers.modbus import TcpEndpoint
+from drivers.modbus import ModbusSettings, RtuEndpoint, TcpEndpoint
 
 SETTINGS = settings(deadline=None, max_examples=200)
 REG = st.integers(min_value=0, max_value=0xFFFF)
@@ -130,3 +130,42 @@ def test_tcp_endpoint_parses_host_port(text: str, expected: TcpEndpoint) -> None
 def test_tcp_endpoint_refuses_malformed_addresses(text: str) -> None:
     with pytest.raises(ValueError):
         TcpEndpoint.parse(text)
+
+
+# --------------------------------------------------------------------------- RTU line
+def test_rtu_endpoint_defaults_to_the_icd_line() -> None:
+    ep = RtuEndpoint("/dev/ttyUSB0")
+    assert ep.line == icd.SerialLine(19200, 8, "N", 1)
+    assert str(ep) == "rtu:/dev/ttyUSB0 (19200 8N1)"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"baudrate": 12345}, "baudrate"),
+        ({"baudrate": True}, "baudrate"),
+        ({"bytesize": 9}, "bytesize"),
+        ({"parity": "X"}, "parity"),
+        ({"stopbits": 3}, "stopbits"),
+    ],
+)
+def test_rtu_endpoint_refuses_line_settings_no_uart_has(
+    kwargs: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"/dev/ttyS1: serial line: {field}"):
+        RtuEndpoint("/dev/ttyS1", **kwargs)  # type: ignore[arg-type]
+
+
+def test_serial_line_names_every_bad_field_at_once() -> None:
+    with pytest.raises(ValueError) as raised:
+        icd.SerialLine(baudrate=0, parity="Q")
+    assert "baudrate 0" in str(raised.value) and "parity 'Q'" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"timeout": 0}, {"poll_interval": -1}, {"device_id": 0}, {"backoff_initial": 9.0}],
+)
+def test_modbus_settings_refuse_nonsense(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=r"ModbusSettings|device id"):
+        ModbusSettings(**kwargs)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from drivers.base import (
     InvalidState,
     NotSupported,
 )
-from drivers.opcua_errors import SecurityRejected, check_status, error_class, translate
+from drivers.opcua.errors import SecurityRejected, check_status, error_class, translate
 
 SC = ua.StatusCodes
 

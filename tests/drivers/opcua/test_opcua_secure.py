@@ -4,12 +4,12 @@ untrusted server certificate is refused with SecurityRejected, None is not offer
 from __future__ import annotations
 
 import pytest
-from opcua_support import SecureSetup
 
 from drivers.base import InstrumentError
 from drivers.opcua import OpcUaSettings, OpcUaShuttle
-from drivers.opcua_errors import SecurityRejected
-from drivers.opcua_security import SecurityConfig
+from drivers.opcua.errors import SecurityRejected
+from drivers.opcua.security import SecurityConfig
+from tests.support.shuttle import SecureSetup
 
 SETTINGS = OpcUaSettings(request_timeout=3.0, connect_timeout=15.0)
 
@@ -27,18 +27,25 @@ def config(s: SecureSetup, policy: str, **over: object) -> SecurityConfig:
 
 
 @pytest.mark.parametrize("policy", ["Basic256Sha256", "Aes256_Sha256_RsaPss"])
-async def test_sign_and_encrypt_connects_and_calls(secure: SecureSetup, policy: str) -> None:
-    async with OpcUaShuttle("sec", secure.url, config(secure, policy), SETTINGS) as drv:
+async def test_sign_and_encrypt_connects_and_calls(
+    shuttle_secure: SecureSetup, policy: str
+) -> None:
+    async with OpcUaShuttle(
+        "sec", shuttle_secure.url, config(shuttle_secure, policy), SETTINGS
+    ) as drv:
         units = await drv.units()
         assert "INC01" in units
         assert (await drv.unit_status("INC01")).state == "Idle"
-        assert drv._client is not None
-        assert drv._client.security_policy.URI.endswith(policy)
+        client = drv._conn.client
+        assert client is not None
+        assert client.security_policy.URI.endswith(policy)
 
 
-async def test_a_server_that_does_not_match_the_pin_is_refused(secure: SecureSetup) -> None:
+async def test_a_server_that_does_not_match_the_pin_is_refused(shuttle_secure: SecureSetup) -> None:
     drv = OpcUaShuttle(
-        "sec", secure.url, config(secure, "Basic256Sha256", server_certificate=secure.stranger_cert)
+        "sec",
+        shuttle_secure.url,
+        config(shuttle_secure, "Basic256Sha256", server_certificate=shuttle_secure.stranger_cert),
     )
     with pytest.raises(SecurityRejected, match="does not match the pinned"):
         async with drv:
@@ -46,16 +53,18 @@ async def test_a_server_that_does_not_match_the_pin_is_refused(secure: SecureSet
     assert drv.state == "closed"
 
 
-async def test_a_pinned_server_outside_the_trust_store_is_refused(secure: SecureSetup) -> None:
-    cfg = config(secure, "Basic256Sha256", trust_store=secure.empty_trust)
+async def test_a_pinned_server_outside_the_trust_store_is_refused(
+    shuttle_secure: SecureSetup,
+) -> None:
+    cfg = config(shuttle_secure, "Basic256Sha256", trust_store=shuttle_secure.empty_trust)
     with pytest.raises(SecurityRejected, match="BadCertificateUntrusted"):
-        async with OpcUaShuttle("sec", secure.url, cfg, SETTINGS):
+        async with OpcUaShuttle("sec", shuttle_secure.url, cfg, SETTINGS):
             pass
 
 
 async def test_policy_none_is_not_silently_used_against_a_secure_server(
-    secure: SecureSetup,
+    shuttle_secure: SecureSetup,
 ) -> None:
     with pytest.raises(InstrumentError):
-        async with OpcUaShuttle("sec", secure.url, SecurityConfig.insecure(), SETTINGS):
+        async with OpcUaShuttle("sec", shuttle_secure.url, SecurityConfig.insecure(), SETTINGS):
             pass

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 
+from drivers._link import Backoff
 from drivers.opcua import OpcUaSettings, OpcUaShuttle
-from drivers.opcua_errors import SecurityConfigError
-from drivers.opcua_security import SecurityConfig
+from drivers.opcua.errors import SecurityConfigError
+from drivers.opcua.security import SecurityConfig
 
 
 @pytest.fixture
@@ -77,19 +77,22 @@ def test_missing_files_are_named(files: dict[str, Path], tmp_path: Path) -> None
         SecurityConfig(**files).validate()
 
 
-def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+def test_backoff_settings_are_the_shared_backoff() -> None:
     s = OpcUaSettings(backoff_initial=0.1, backoff_max=1.0, backoff_factor=2.0, jitter=0.5)
-    gen = iter(s.backoff_delays(random.Random(1)))
-    delays = [next(gen) for _ in range(12)]
-    nominal = [min(0.1 * 2**i, 1.0) for i in range(12)]
-    for d, n in zip(delays, nominal, strict=True):
-        assert n * 0.5 <= d <= n
-    assert len(set(delays)) == len(delays)  # jittered: no two attempts in lockstep
+    assert s.backoff == Backoff(initial=0.1, maximum=1.0, factor=2.0, jitter=0.5)
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"publishing_interval_ms": 50.0}, {"queue_size": 1}, {"jitter": 2.0}, {"request_timeout": 0}],
+    [
+        {"publishing_interval_ms": 50.0},
+        {"queue_size": 1},
+        {"queue_size": 9},  # ICD 1.1: clients ask for a queue of at least 10
+        {"jitter": 2.0},
+        {"backoff_initial": 0},
+        {"request_timeout": 0},
+        {"event_queue_limit": 3},
+    ],
 )
 def test_settings_outside_the_icd_or_sense_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):

@@ -8,15 +8,10 @@ across chunks, garbage, overlong lines, silence and late answers.
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
-import struct
-import termios
-from collections.abc import AsyncIterator
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scripted_balance import Scripted
 
 from drivers.base import (
     Busy,
@@ -30,53 +25,11 @@ from drivers.base import (
 )
 from drivers.icd import format_weight
 from drivers.serial import BalanceSettings, SerialBalance
-from simulators.serialline import Pty
-
-HANG_GUARD = 10.0
+from tests.support import eventually
 
 
-class Scripted:
-    """An instrument on the pty master that answers each command line from a script."""
-
-    def __init__(self) -> None:
-        self.pty = Pty.open()
-        self.received: list[bytes] = []
-        self.answers: list[list[bytes]] = []  # chunks per answer; [] = say nothing
-        self._buf = b""
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.pty.master, self._on_readable)
-        self._loop = loop
-
-    def _on_readable(self) -> None:
-        self._buf += self.pty.read()
-        while b"\r\n" in self._buf:
-            line, self._buf = self._buf.split(b"\r\n", 1)
-            self.received.append(line)
-            chunks = self.answers.pop(0) if self.answers else []
-            for i, chunk in enumerate(chunks):
-                self._loop.call_later(0.005 * i, self.pty.write, chunk)
-
-    def pending_for_client(self) -> int:
-        """Bytes written by the instrument that the client has not read yet."""
-        raw = fcntl.ioctl(self.pty.slave, termios.FIONREAD, struct.pack("i", 0))
-        return int(struct.unpack("i", raw)[0])
-
-    def close(self) -> None:
-        self._loop.remove_reader(self.pty.master)
-        self.pty.close()
-
-
-@pytest.fixture
-async def line() -> AsyncIterator[Scripted]:
-    scripted = Scripted()
-    yield scripted
-    scripted.close()
-
-
-@pytest.fixture
-async def balance(line: Scripted) -> AsyncIterator[SerialBalance]:
-    async with SerialBalance("bal", line.pty.path, BalanceSettings(timeout=0.3)) as bal:
-        yield bal
+async def _value(x: int) -> int:
+    return x
 
 
 OPS = {
@@ -99,7 +52,8 @@ OPS = {
         ("S", b"S D      1.000 g", CommunicationLost),  # S never answers dynamic
         ("SI", b"S S      1.500 g", Weight(1.5, True)),
         ("SI", b"S D      0.250 g", Weight(0.25, False)),
-        ("SI", b"S +", InvalidState),
+        ("SI", b"S +", InvalidState),  # ICD 1.1: SI answers overload and underload too
+        ("SI", b"S -", InvalidState),
         ("Z", b"Z A", None),
         ("Z", b"Z I", Busy),
         ("Z", b"Z +", InvalidState),
@@ -129,6 +83,15 @@ async def test_each_answer_is_mapped(
     assert line.received == [cmd.encode()]
 
 
+@pytest.mark.parametrize(("answer", "word"), [(b"S +", "overload"), (b"S -", "underload")])
+async def test_weight_now_names_overload_and_underload(
+    balance: SerialBalance, line: Scripted, answer: bytes, word: str
+) -> None:
+    line.answers.append([answer + b"\r\n"])
+    with pytest.raises(InvalidState, match=word):
+        await balance.weight_now()
+
+
 async def test_answer_split_across_chunks_is_framed(balance: SerialBalance, line: Scripted) -> None:
     line.answers.append([b"S S ", b"    42.0", b"00 g\r", b"\n"])
     assert await balance.stable_weight() == 42.0
@@ -140,10 +103,9 @@ async def test_silence_is_a_timeout_and_a_late_answer_is_never_taken(
     line.answers.append([])  # nothing
     with pytest.raises(InstrumentTimeout):
         await balance.stable_weight()
-    line.pty.write(b"S S      1.000 g\r\n")  # the late answer
-    async with asyncio.timeout(HANG_GUARD):
-        while line.pending_for_client():  # noqa: ASYNC110 (kernel buffer, no event to wait on)
-            await asyncio.sleep(0.01)
+    seen = balance.lines_received
+    line.pty.write(b"S S      1.000 g\r\n")  # the late answer, before the next command
+    await eventually(lambda: _value(balance.lines_received), "late answer read", lambda n: n > seen)
     line.answers.append([b"S S      2.000 g\r\n"])
     assert await balance.stable_weight() == 2.0
 
