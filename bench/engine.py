@@ -60,8 +60,7 @@ from daemon.recipe import Recipe, load_recipe, load_recipe_text
 from daemon.supervisor import Daemon, build, serve
 from drivers import icd
 from drivers.icd import BrowseName as BN
-from drivers.opcua import UNIT_VARS, OpcUaShuttle
-from drivers.opcua_security import SecurityConfig
+from drivers.opcua import UNIT_VARS, OpcUaShuttle, SecurityConfig
 from simulators.controls import TwinControls
 
 ROOT = Path(__file__).resolve().parent.parent
