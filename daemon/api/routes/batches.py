@@ -41,7 +41,7 @@ from daemon.audit.entries import Act
 from daemon.audit.errors import RequestRefused
 from daemon.batch.machine import Batch
 from daemon.batch.states import BatchState
-from daemon.record import PdfUnavailable, gather, html, pdf
+from daemon.record import PdfUnavailable, RecordError, gather, html, pdf
 from daemon.supervisor import Daemon
 
 router = APIRouter(prefix="/batches", tags=["batches"])
@@ -220,7 +220,12 @@ async def batch_record(
     self-contained HTML page, or PDF."""
     api.engine.batch(batch_id)
     # HOOK(alarms): pass the alarm system's reader as alarms= (daemon.record.AlarmSource)
-    record = await anyio.to_thread.run_sync(functools.partial(gather, api.journal.path, batch_id))
+    try:
+        record = await anyio.to_thread.run_sync(
+            functools.partial(gather, api.journal.path, batch_id)
+        )
+    except RecordError as exc:  # records that do not replay: a damaged journal, said as such
+        raise RequestRefused(f"no batch record: {exc}", "batch_id", 409) from None
     if format == "pdf":
         try:
             document = await anyio.to_thread.run_sync(pdf, record)
