@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from daemon.recipe import load_recipe
 from daemon.record import RecordError, UnknownBatch, gather, html
 from daemon.record.limits import conditions, limits_for, negate, split
+from daemon.record.model import Alarm
 from tests.audit.trailsample import Made, make
 from tests.record.page import read
 
@@ -91,3 +92,23 @@ def test_an_unknown_batch_and_a_damaged_journal(made: Made, tmp_path: Path) -> N
         )
     with pytest.raises(RecordError, match="does not decode"):
         gather(copy, "B0001-TST")
+
+
+def test_an_alarm_source_fills_the_alarms_section(made: Made) -> None:
+    """The hook the alarm system plugs into (daemon.record.AlarmSource)."""
+    alarm = Alarm(
+        "A-7", "high", "acknowledged", "unit_fault", "<b>CO2</b> low", step="expand",
+        unit="INC02", raised_at="2026-01-01T00:00:00Z", history=("acknowledged by op1",),
+    )  # fmt: skip
+    asked: list[str] = []
+
+    def source(batch_id: str) -> list[Alarm]:
+        asked.append(batch_id)
+        return [alarm]
+
+    page = read(html(gather(made.path, "B0001-TST", alarms=source)))
+    assert asked == ["B0001-TST"] and "alarms-unwired" not in page.text
+    [row] = page.rows("alarms")
+    assert (row["Alarm"], row["Priority"], row["What"]) == ("A-7", "high", "<b>CO2</b> low")
+    empty = read(html(gather(made.path, "B0001-TST", alarms=lambda _b: [])))
+    assert empty.text["no-alarms"] == "No alarm was raised for this batch."
