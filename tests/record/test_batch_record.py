@@ -117,10 +117,13 @@ def test_every_step_with_its_tasks_units_and_times(finished: Finished) -> None:
     for s in steps:
         assert s["Started (UTC)"].endswith("Z") and s["Ended (UTC)"].endswith("Z"), s
         assert s["Outcome"] in ("ok", "completed"), s
+    bid = finished.batch_id
+    units = {s["Step"]: s["Unit (TaskId)"] for s in steps}
+    assert units["select"].startswith("SEL") and units["select"].endswith(f"({bid}/select/1)")
+    assert units["fill"].startswith("FIN") and units["labels"] == ""
     tasks = p.rows("tasks")
     programs = {t["Program"]: t for t in tasks if t["Kind"] == "program"}
     assert set(programs) == {"cell_selection", "sample", "fill_finish"}
-    bid = finished.batch_id
     assert programs["cell_selection"]["TaskId"] == f"{bid}/select/1"
     assert programs["cell_selection"]["Unit"].startswith("SEL")
     assert programs["fill_finish"]["Unit"].startswith("FIN")

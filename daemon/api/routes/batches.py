@@ -202,9 +202,14 @@ async def batch_records(
 @router.get(
     "/{batch_id}/record",
     name="batch_record",
-    response_class=HTMLResponse,
     responses={
-        200: {"content": {"text/html": {}, "application/pdf": {}}, "description": "The record"},
+        200: {
+            "description": "The record: one HTML page, or PDF",
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
         404: _E[404],
         409: {"model": ErrorOut, "description": "PDF asked of a daemon that cannot make it"},
     },
