@@ -178,6 +178,7 @@ def cli_commands(batch_id: str, recipe: Path) -> list[tuple[list[str], str, int]
             2,
         ),
         (["audit", "export", "--batch", b], "audit.read", 0),
+        (["batch", "report", b, "-o", os.devnull], "read", 0),
     ]
     for command in ("hold", "restart", "pause", "resume", "reset", "stop", "abort"):
         out.append(
