@@ -312,6 +312,12 @@ class Engine:
     ) -> Batch:
         """Pin the recipe, resolve its parameters, journal a new batch (and Start it)."""
         status = self.approval(recipe.hash)
+        if status == "retired":  # withdrawn by QA: not even a development site runs it
+            raise EngineError(
+                f"recipe {recipe.name} {recipe.version} (sha256 {recipe.hash[:12]}) is retired; "
+                "no batch starts on it",
+                "recipe",
+            )
         unapproved = status != "approved"
         if unapproved and not self.allow_unapproved:
             raise EngineError(
