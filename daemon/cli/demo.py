@@ -422,7 +422,7 @@ async def _main(
                 if demo.run.interrupted:
                     return Verdict(_interrupted(demo), ok=False, interrupted=True)
                 run = demo.run
-                return judge(
+                verdict = judge(
                     run,
                     daemon.engine.batches,
                     {
@@ -435,8 +435,27 @@ async def _main(
                     supervisor=PEOPLE["supervisor"],
                     hang_s=hang_s,
                 )
+                written = await anyio.to_thread.run_sync(
+                    write_records, daemon.journal.path, run.batch_ids, folder / "records"
+                )
+                verdict.lines.append(f"electronic batch records: {', '.join(map(str, written))}")
+                return verdict
         finally:
             stop.set()  # the daemon stops cleanly: runners and drivers end, the journal closes
+
+
+def write_records(journal: Path, batch_ids: list[str], into: Path) -> list[Path]:
+    """Each batch's electronic batch record (``daemon.record``, what ``cellfab batch
+    report`` writes), as ``into/BATCH.html``."""
+    from daemon.record import gather, html  # matplotlib and Jinja2: only once needed
+
+    into.mkdir(parents=True, exist_ok=True)
+    written = []
+    for bid in batch_ids:
+        path = into / f"{bid}.html"
+        path.write_text(html(gather(journal, bid)), encoding="utf-8")
+        written.append(path)
+    return written
 
 
 def _started(twins: Any) -> dict[str, Counter[Any]]:
@@ -517,6 +536,7 @@ def run_demo(args: argparse.Namespace) -> int:
             out(line)
     if verdict is not None and verdict.ok and not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
+        out(f"(removed {folder}; --keep keeps the journal and the batch records)")
     else:
         out(f"journal{' and daemon log' if live_mode else ''} kept in {folder}")
     if verdict is not None and verdict.interrupted:
@@ -534,6 +554,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_world_arguments(demo, time_scale=DEFAULT_TIME_SCALE)
     demo.add_argument("--plain", action="store_true", help="one line per event, no live table")
     demo.add_argument(
-        "--keep", action="store_true", help="keep the temporary folder (journal, daemon log)"
+        "--keep",
+        action="store_true",
+        help="keep the temporary folder (journal, batch records, daemon log)",
     )
     demo.set_defaults(func=run_demo)
