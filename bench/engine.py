@@ -173,7 +173,10 @@ async def daemon_on(endpoints: dict[str, Any], scale: float, folder: Path) -> As
         scale,
         folder / "journal.db",
     )
-    d = build(site)
+    # the bench's generated recipes are drafts: a development site runs them (the batches
+    # are marked unapproved, as on any such site)
+    policy = site.policy.model_copy(update={"allow_unapproved_recipes": True})
+    d = build(site.model_copy(update={"policy": policy}))
     stop, ready = anyio.Event(), anyio.Event()
     async with anyio.create_task_group() as tg:
 

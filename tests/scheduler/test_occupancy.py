@@ -30,7 +30,8 @@ class MemJournal:
     def __init__(self) -> None:
         self.recs: list[r.Record] = []
 
-    async def append(self, *recs: r.Record) -> list[int]:
+    async def append(self, *recs: r.Record, then: Any = None) -> list[int]:
+        assert then is None  # no auditor here: nothing to write beside the records
         for rec in recs:
             r.encode(rec)  # what the store would refuse
             self.recs.append(rec)
