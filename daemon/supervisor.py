@@ -6,6 +6,7 @@ This module owns the order of things in ``cellfab run``::
       -> replay it (every batch as the journal says)
       -> connect the drivers (an unreachable instrument is retried in the background;
          its batches hold with a deviation when they need it, the others go on)
+      -> the alarms: replayed, reconciled with the cell, then following the bus
       -> start a runner per batch (each reconciles its in-flight step with the
          instruments before it goes on)
       -> serve the API -> ready
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
+from daemon.alarms.manager import AlarmManager
 from daemon.audit.batches import BatchAuditor
 from daemon.audit.trail import AuditTrail
 from daemon.auth.directory import Directory
@@ -59,6 +61,7 @@ class Daemon:
     auditor: BatchAuditor  # the engine's auditor, and QA's release
     directory: Directory  # users, sign-in, signatures (daemon.auth)
     lifecycle: RecipeLifecycle  # recipe statuses by hash (daemon.lifecycle)
+    alarms: AlarmManager  # ISA-18.2 alarms (daemon.alarms)
     api_url: str = ""  # where the API listens once it serves (daemon.api.server)
 
     def library(self) -> Library:
@@ -103,8 +106,29 @@ def build(site: Site, *, journal: Journal | None = None) -> Daemon:
             "their record",
             site=site.site,
         )
+    alarms = AlarmManager(
+        trail,
+        journal,
+        cell,
+        bus,
+        directory,
+        out_of_service=oos,
+        instruments=instruments.by_name,
+    )
+    alarms.load()
     return Daemon(
-        site, journal, instruments, bus, cell, clock, engine, trail, auditor, directory, lifecycle
+        site,
+        journal,
+        instruments,
+        bus,
+        cell,
+        clock,
+        engine,
+        trail,
+        auditor,
+        directory,
+        lifecycle,
+        alarms,
     )
 
 
@@ -121,6 +145,8 @@ async def serve(
         async with anyio.create_task_group() as tg:
             tg.start_soon(daemon.cell.run, name="instruments")
             await daemon.cell.ready.wait()
+            # the alarms replay the journal before any runner can write to it
+            await tg.start(daemon.alarms.run)
             await tg.start(daemon.engine.run)
             if api:
                 from daemon.api.server import serve_api

@@ -1,7 +1,7 @@
 """The FastAPI application of one daemon: routes, error handling, limits, the role check.
 
 Routes: auth (sign-in), users, batches, recipes and their lifecycle, instruments,
-events, audit.
+events, audit, alarms.
 
 ``create_app(daemon)`` is the only way an app is made: the daemon in ``app.state``,
 the error handlers (``daemon.api.errors``), ``authorize`` on every route
@@ -28,6 +28,7 @@ from daemon.api import errors
 from daemon.api.access import authorize
 from daemon.api.events import Streams
 from daemon.api.routes import (
+    alarms,
     audit,
     auth,
     batches,
@@ -69,7 +70,17 @@ def create_app(daemon: Daemon) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimit, default=BODY_MAX, limits=BODY_LIMITS)
     # recipes_lifecycle before recipes: /recipes/submit is not the recipe called "submit"
-    for module in (auth, users, batches, recipes_lifecycle, recipes, instruments, events, audit):
+    for module in (
+        auth,
+        users,
+        batches,
+        recipes_lifecycle,
+        recipes,
+        instruments,
+        events,
+        audit,
+        alarms,
+    ):
         app.include_router(module.router, responses=ERRORS)
     return app
 

@@ -617,6 +617,7 @@ async def deviation(
     step: str = "",
     unit: str = "",
     task_id: str = "",
+    instrument: str = "",
 ) -> Batch:
     b = engine.batch(batch_id)
     for d in b.deviations:  # a resumed step must not record the same deviation twice
@@ -640,5 +641,6 @@ async def deviation(
             step=step or b.step,
             unit=unit,
             task_id=task_id,
+            instrument=instrument,
         ),
     )

@@ -229,6 +229,7 @@ class BatchRunner:
             hold.message,
             unit=hold.unit,
             task_id=hold.task_id,
+            instrument=hold.instrument,
         )
         reason = (
             f"{LINK_HOLD}{hold.instrument}"
@@ -365,6 +366,7 @@ class BatchRunner:
                     hold.message,
                     unit=hold.unit,
                     task_id=hold.task_id,
+                    instrument=hold.instrument,
                 )
                 if hold.instrument:
                     inst = hold.instrument
