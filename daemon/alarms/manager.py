@@ -321,7 +321,7 @@ class AlarmManager:
                 alarm=after.alarm_id,
                 kind=after.kind,
                 priority=after.priority,
-                event=str(event),
+                change=str(event),
                 old=str(before.state),
                 new=str(after.state),
                 batch=after.batch_id,
