@@ -25,6 +25,7 @@ changes back, re-evaluated).
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,7 @@ from daemon.alarms.conditions import Condition, Conditions
 from daemon.alarms.kinds import Clears
 from daemon.alarms.model import OBJECT_TYPE, Alarm, Change, fold
 from daemon.alarms.states import STANDING, AlarmEvent, AlarmState, refusal, step
+from daemon.audit.chain import append_rows
 from daemon.audit.entries import SYSTEM, Act, Actor, Entry
 from daemon.audit.errors import RequestRefused
 from daemon.audit.signatures import SignatureDraft, register_deriver
@@ -75,7 +77,8 @@ Draft = tuple[Alarm, AlarmEvent, Alarm, Entry]
 
 
 def utc(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+    """Epoch seconds as an audit row writes a time (ISO 8601, microseconds, ``Z``)."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class AlarmManager:
@@ -296,24 +299,34 @@ class AlarmManager:
             batch_id=alarm.batch_id,
             signature=signature,
         )
-        change = Change(0, entry.at, str(event), str(alarm.state), str(new_state), actor.name)
+        old = str(alarm.state) if alarm.history else ""
+        signer = signature.signing.signer.printed_name if signature is not None else ""
+        change = Change(0, entry.at, str(event), old, str(new_state), actor.name, reason, signer)
         after = dataclasses.replace(
             alarm,
+            raised_at=alarm.raised_at if alarm.history else entry.at,
             state=new_state,
             active=active,
             changed_at=entry.at,
             shelved_until=until if new_state is AlarmState.SHELVED else 0.0,
             acked_by=actor.name if event is AlarmEvent.ACK else alarm.acked_by,
-            history=(*alarm.history, dataclasses.replace(change, reason=reason)),
+            history=(*alarm.history, change),
         )
         return alarm, event, after, entry
 
     async def _commit(self, drafts: list[Draft]) -> list[Alarm]:
         if not drafts:
             return []
-        await self.trail.record(*(d[3] for d in drafts))
+        entries = [d[3] for d in drafts]
+
+        def write(conn: sqlite3.Connection, record_seqs: list[int]) -> list[int]:
+            return append_rows(conn, [e.body(conn, record_seqs) for e in entries])
+
+        seqs: list[int] = await self.trail.journal.transact(write)
         done: dict[str, Alarm] = {}
-        for before, event, after, _entry in drafts:
+        for (before, event, after, _entry), seq in zip(drafts, seqs, strict=True):
+            last = dataclasses.replace(after.history[-1], seq=seq)
+            after = dataclasses.replace(after, history=(*after.history[:-1], last))
             self._remember(after)
             done[after.alarm_id] = after
             log.info(

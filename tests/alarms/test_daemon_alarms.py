@@ -21,6 +21,7 @@ from simulators.faults import FaultProxy
 from tests.support import HANG_GUARD, eventually, fresh
 from tests.support.daemon import (
     PASSWORD,
+    STAFF,
     RunningDaemon,
     SimTwins,
     batch_until,
@@ -40,8 +41,13 @@ def daemon_on(sim_cell: SimTwins, journal: Path, **endpoints: str) -> Iterator[R
         twins = SimTwins(
             sim_cell.loop, sim_cell.cell, {**sim_cell.endpoints, **endpoints}, sim_cell.controls
         )
+    again = journal.exists()
     with running_daemon(daemon_site(twins, journal, extra_recipes=[ENGINE_RECIPES])) as d:
-        d.hire()
+        if again:  # the staff are in the journal already: they sign in again
+            for name in STAFF:
+                d.tokens[name] = d.run(lambda n=name: d.daemon.directory.login(n, PASSWORD))[0]
+        else:
+            d.hire()
         yield d
 
 
