@@ -310,3 +310,37 @@ async def test_a_lost_link_raises_an_alarm_that_returns_to_normal_when_the_link_
                 del unit
     finally:
         sim_cell.loop.run(proxy.stop())
+
+
+# --------------------------------------------------------------------------- security
+async def test_a_locked_account_raises_a_security_alarm_until_an_admin_unlocks_it(
+    sim_cell: SimTwins, tmp_path: Path
+) -> None:
+    with daemon_on(sim_cell, tmp_path / "journal.sqlite") as d:
+        async with people(d) as who, client_for(d.url, d.token("admin1")) as admin:
+            async with client_for(d.url) as anyone:
+                for _ in range(5):
+                    answer = await anyone.post(
+                        "/auth/login", json={"name": "qa2", "password": "not the password"}
+                    )
+                    assert answer.status_code == 401
+
+            async def security() -> list[dict[str, Any]]:
+                answer = await who["op1"].get("/alarms")
+                return [a for a in answer.json() if a["kind"] == "account_locked"]
+
+            [alarm] = await eventually(security, "security alarm", bool)
+            assert (alarm["user"], alarm["priority"], alarm["state"]) == (
+                "qa2",
+                "high",
+                "unacknowledged",
+            )
+            assert alarm["batch_id"] == "" and "locked" in alarm["message"]
+            unlocked = await admin.post("/users/qa2/unlock", json={"reason": "it was me"})
+            assert unlocked.status_code == 200, unlocked.text
+            [back] = await eventually(security, "unlocked", lambda a: not a[0]["active"])
+            assert back["state"] == "rtn_unacknowledged"
+            acked = await who["op1"].post(
+                f"/alarms/{back['alarm_id']}/ack", json={"reason": "qa2 confirmed it was them"}
+            )
+            assert acked.json()["state"] == "normal"
