@@ -170,7 +170,10 @@ class AlarmManager:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._expiry, name="alarm shelf expiry")
                 async for event in sub:
-                    await self.on_event(event)
+                    try:
+                        await self.on_event(event)
+                    except Exception:  # a bug here must not stop the daemon's batches
+                        log.exception("alarm manager failed on an event", kind=event.kind)
         finally:
             await sub.aclose()
 
