@@ -288,7 +288,7 @@ class AlarmManager:
         new: dict[str, Any] = {"state": str(new_state), "active": active}
         if alarm.state is AlarmState.NORMAL and not alarm.history:
             new["alarm"] = alarm.about()
-        if new_state is AlarmState.SHELVED:
+        if event is AlarmEvent.SHELVE:
             new.update(until=until, until_utc=utc(until), kind=alarm.kind)
         entry = Entry(
             actor,
@@ -311,7 +311,9 @@ class AlarmManager:
             state=new_state,
             active=active,
             changed_at=entry.at,
-            shelved_until=until if new_state is AlarmState.SHELVED else 0.0,
+            shelved_until=(until or alarm.shelved_until)
+            if new_state is AlarmState.SHELVED
+            else 0.0,
             acked_by=actor.name if event is AlarmEvent.ACK else alarm.acked_by,
             history=(*alarm.history, change),
         )

@@ -166,13 +166,19 @@ def fold(rows: Iterable[AuditRow]) -> dict[str, Alarm]:
             state=state,
             active=bool(new.get("active", old.active)),
             changed_at=change.at,
-            shelved_until=float(new.get("until", 0.0) or 0.0)
-            if state is AlarmState.SHELVED
-            else 0.0,
+            shelved_until=_until(new, old, state),
             acked_by=change.by if event == AlarmEvent.ACK else old.acked_by,
             history=(*old.history, change),
         )
     return alarms
+
+
+def _until(new: Mapping[str, Any], old: Alarm, state: AlarmState) -> float:
+    """A shelving's end: set by the shelve row, kept while the alarm stays shelved."""
+    if state is not AlarmState.SHELVED:
+        return 0.0
+    until = new.get("until")
+    return float(until) if isinstance(until, int | float) else old.shelved_until
 
 
 def _path_of(source: Any) -> Path:
