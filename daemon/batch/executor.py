@@ -271,7 +271,12 @@ async def park(engine: Engine, batch_id: str, to: str) -> None:
                 await move_to(engine, batch_id, to, step=engine.batch(batch_id).step)
             except HoldBatch as exc:
                 await deviation(
-                    engine, batch_id, exc.kind, f"while parking: {exc.message}", task_id=exc.task_id
+                    engine,
+                    batch_id,
+                    exc.kind,
+                    f"while parking: {exc.message}",
+                    task_id=exc.task_id,
+                    instrument=exc.instrument,
                 )
     finally:
         engine.scheduler.parked(batch_id, b.shuttle, origin, to)
