@@ -9,13 +9,17 @@ This module owns the order of things in ``cellfab run``::
       -> the alarms: replayed, reconciled with the cell, then following the bus
       -> start a runner per batch (each reconciles its in-flight step with the
          instruments before it goes on)
-      -> serve the API -> ready
-    SIGTERM/SIGINT -> stop: the API closes, runners and drivers are cancelled (a driver
-      call in flight finishes first and its answer is journaled), the journal closes.
-      Programs keep running on the instruments; the next start reconciles them.
+      -> serve the API -> reconciled (every runner has taken up its batch: the
+         engine's ``reconciled``; at most RECONCILE_WAIT_S) -> ready (systemd: READY=1)
+    SIGTERM/SIGINT -> stop (systemd: STOPPING=1): the API closes, runners and drivers
+      are cancelled (a driver call in flight finishes first and its answer is
+      journaled), the journal closes. Programs keep running on the instruments; the
+      next start reconciles them.
 
 Everything runs in one anyio task group on the asyncio backend; the journal's disk
-writes run on its own writer thread.
+writes run on its own writer thread. Beside the parts: the metrics follow the event
+bus (``daemon.ops.metrics``), and under systemd a task on the loop feeds the watchdog
+(``daemon.ops.notify``) from the start, so a stalled loop gets the daemon restarted.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import contextlib
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import anyio
 import structlog
@@ -42,8 +47,15 @@ from daemon.events import EventBus
 from daemon.journal.store import Journal
 from daemon.library import Library, scan
 from daemon.lifecycle import RecipeLifecycle
+from daemon.ops.metrics import Metrics
+from daemon.ops.notify import Notifier, keep_alive, watchdog_interval
 
 log = structlog.get_logger("cellfab.daemon")
+
+# wall seconds READY waits for the runners to take up their batches; an instrument that
+# keeps a runner waiting longer must not keep the daemon from serving (systemd would
+# kill a start that never ends): it gets ready anyway and names the batches
+RECONCILE_WAIT_S: Final = 60.0
 
 
 @dataclass
@@ -61,11 +73,17 @@ class Daemon:
     auditor: BatchAuditor  # the engine's auditor, and QA's release
     directory: Directory  # users, sign-in, signatures (daemon.auth)
     lifecycle: RecipeLifecycle  # recipe statuses by hash (daemon.lifecycle)
+    metrics: Metrics
     alarms: AlarmManager  # ISA-18.2 alarms (daemon.alarms)
     api_url: str = ""  # where the API listens once it serves (daemon.api.server)
 
     def library(self) -> Library:
         return scan(self.site.recipes)
+
+    def unhealthy(self) -> str:
+        """Why the daemon cannot work ("" while it can): the watchdog's question."""
+        failure = self.journal.failure
+        return f"the journal cannot be written: {failure}" if failure else ""
 
 
 def build(site: Site, *, journal: Journal | None = None) -> Daemon:
@@ -106,6 +124,7 @@ def build(site: Site, *, journal: Journal | None = None) -> Daemon:
             "their record",
             site=site.site,
         )
+    metrics = Metrics(engine, cell, instruments, journal)
     alarms = AlarmManager(
         trail,
         journal,
@@ -116,6 +135,7 @@ def build(site: Site, *, journal: Journal | None = None) -> Daemon:
         instruments=instruments.by_name,
     )
     alarms.load()
+    metrics.alarms_from(alarms.metric_samples)  # cellfab_alarms{priority,state}
     return Daemon(
         site,
         journal,
@@ -128,6 +148,7 @@ def build(site: Site, *, journal: Journal | None = None) -> Daemon:
         auditor,
         directory,
         lifecycle,
+        metrics,
         alarms,
     )
 
@@ -138,37 +159,59 @@ async def serve(
     *,
     api: bool = True,
     on_ready: Callable[[Daemon], None] | None = None,
+    notifier: Notifier | None = None,
 ) -> None:
-    """Run the daemon until ``stop`` is set; returns after a clean stop."""
+    """Run the daemon until ``stop`` is set; returns after a clean stop. ``notifier``:
+    where systemd's notifications go (default: ``$NOTIFY_SOCKET``, if any)."""
+    notify = notifier if notifier is not None else Notifier.from_environment()
+    engine = daemon.engine
     try:
-        daemon.engine.load()
+        notify.status("replaying the journal")
+        engine.load()
         async with anyio.create_task_group() as tg:
+            interval = watchdog_interval()
+            if interval is not None and notify.enabled:
+                tg.start_soon(keep_alive, notify, interval, daemon.unhealthy, name="watchdog")
+            await tg.start(daemon.metrics.run)
+            notify.status("connecting the instruments")
             tg.start_soon(daemon.cell.run, name="instruments")
             await daemon.cell.ready.wait()
+            up = {n: daemon.cell.is_up(n) for n in daemon.instruments.by_name}
+            log.info("instruments tried", instruments=up)  # each connected, or found down
+            notify.status(f"reconciling {len(engine.batches)} batches with the instruments")
             # the alarms replay the journal before any runner can write to it
             await tg.start(daemon.alarms.run)
-            await tg.start(daemon.engine.run)
+            await tg.start(engine.run)
             if api:
                 from daemon.api.server import serve_api
 
                 await tg.start(serve_api, daemon)
+            with anyio.move_on_after(RECONCILE_WAIT_S):
+                await engine.reconciled.wait()
+            if not engine.reconciled.is_set():
+                log.warning(
+                    "ready before every batch was taken up", waiting=sorted(engine.taking_up)
+                )
             seq, head = daemon.trail.head()
             log.info("audit_head", seq=seq, hash=head)  # an anchor for cellfab audit verify
             log.info(
                 "ready",
                 site=daemon.site.site,
-                batches=len(daemon.engine.batches),
+                batches=len(engine.batches),
                 instruments={n: daemon.cell.is_up(n) for n in daemon.instruments.by_name},
             )
+            notify.ready(f"serving {daemon.api_url or 'no API'}; {len(engine.batches)} batches")
             if on_ready is not None:
                 on_ready(daemon)
             await stop.wait()
             log.info("stopping")
+            notify.stopping("stopping")
             tg.cancel_scope.cancel()
     finally:
         daemon.bus.close()
         with anyio.CancelScope(shield=True):
             await daemon.journal.close()
+        notify.close()
         log.info("stopped")
 
 

@@ -252,6 +252,11 @@ class Instrument(Protocol):
         """A new subscriber's stream of events, from now on, none dropped."""
         ...
 
+    @property
+    def reconnects(self) -> int:
+        """Links restored after a loss since the driver was made (for metrics)."""
+        ...
+
 
 @runtime_checkable
 class Shuttle(Instrument, Protocol):

@@ -5,7 +5,8 @@ This module owns three things, none of them part of any instrument's interface:
 - ``FaultProxy``: an asyncio TCP proxy put in front of any TCP twin (OPC UA or Modbus
   TCP). A client connects to ``proxy.port`` instead of the twin. Switches:
   ``drop_connections()``, ``stall(seconds)``, ``slow(seconds_per_chunk)``,
-  ``garbage(n_bytes)``, ``refuse(True/False)``, ``lose_answer_to(pattern)``, ``clear()``.
+  ``garbage(n_bytes)``, ``refuse(True/False)``, ``lose_answer_to(pattern)``,
+  ``hold_request_with(pattern)``, ``hold_answer_to(pattern)``, ``release()``, ``clear()``.
   The switches are coroutines that may be awaited from any event loop (the proxy may
   run on a BackgroundLoop).
 - ``ModbusFaults``: read by ``CellQTwin`` on every request: answer the next N requests
@@ -222,6 +223,14 @@ class _Link:
     upstream: asyncio.StreamWriter | None = None  # None while it is being connected
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     losing_answer: bool = False  # the client is gone; the target's next answer is dropped
+    # held traffic (hold_request_with / hold_answer_to): a pump waits at its gate until
+    # release(); a link that closes meanwhile drops what it held
+    to_target_gate: asyncio.Event = field(default_factory=asyncio.Event)
+    to_client_gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.to_target_gate.set()
+        self.to_client_gate.set()
 
     def close(self) -> None:
         for writer in (self.client, self.upstream):
@@ -245,6 +254,8 @@ class ProxyCounters:
     chunks_delayed: int = 0
     upstream_failures: int = 0
     answers_lost: int = 0
+    requests_held: int = 0
+    answers_held: int = 0
 
 
 class FaultProxy:
@@ -284,6 +295,8 @@ class FaultProxy:
         self._garbage = 0
         self._garbage_replace = True
         self._lose_after: bytes | None = None
+        self._hold_request: bytes | None = None
+        self._hold_answer: bytes | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -376,6 +389,48 @@ class FaultProxy:
 
         await self._on_loop(run)
 
+    async def hold_request_with(self, pattern: bytes) -> None:
+        """The next request that contains ``pattern`` is held at the proxy, with whatever
+        the client sends after it on that connection: the target sees none of it until
+        ``release()``. A connection closed meanwhile (``drop_connections``, ``stop``)
+        drops it: the instrument never saw the request. (A client that dies is noticed
+        only when the proxy next reads or writes on it: drop the connections to be sure.)
+        """
+        if not pattern:
+            raise ValueError("hold_request_with needs a pattern to look for")
+
+        async def run() -> None:
+            self._hold_request = bytes(pattern)
+
+        await self._on_loop(run)
+
+    async def hold_answer_to(self, pattern: bytes) -> None:
+        """The next request that contains ``pattern`` reaches the target; from then on
+        the target's answers on that connection are held until ``release()``, and
+        dropped if the connection closes first (the instrument acted; the client never
+        heard)."""
+        if not pattern:
+            raise ValueError("hold_answer_to needs a pattern to look for")
+
+        async def run() -> None:
+            self._hold_answer = bytes(pattern)
+
+        await self._on_loop(run)
+
+    async def release(self) -> None:
+        """Let held traffic go on, in order; patterns not yet seen are forgotten."""
+
+        async def run() -> None:
+            self._release()
+
+        await self._on_loop(run)
+
+    def _release(self) -> None:
+        self._hold_request = self._hold_answer = None
+        for link in self._links:
+            link.to_target_gate.set()
+            link.to_client_gate.set()
+
     async def refuse(self, refusing: bool) -> None:
         """Refuse new connections (the port closes) or accept them again."""
 
@@ -399,6 +454,7 @@ class FaultProxy:
             self._delay = 0.0
             self._garbage = 0
             self._lose_after = None
+            self._release()
             if self._server is None:
                 await self._listen()
 
@@ -441,6 +497,19 @@ class FaultProxy:
             asyncio.create_task(self._pump(up_reader, writer, link, to_client=True)),
         ]
 
+    def _hold_if_asked(self, link: _Link, request: bytes) -> None:
+        """Close a gate of ``link`` when ``request`` holds a pattern a test asked for: the
+        request's own (it waits), or the answers' (shut before the request goes out, so
+        no answer to it can pass)."""
+        if self._hold_request is not None and self._hold_request in request:
+            self._hold_request = None
+            self.counters.requests_held += 1
+            link.to_target_gate.clear()
+        if self._hold_answer is not None and self._hold_answer in request:
+            self._hold_answer = None
+            self.counters.answers_held += 1
+            link.to_client_gate.clear()
+
     async def _pump(
         self,
         reader: asyncio.StreamReader,
@@ -462,6 +531,11 @@ class FaultProxy:
                     await self._flow.wait()
                 if to_client and link.losing_answer:
                     break  # the answer to the lost request: nobody is there to read it
+                if not to_client:
+                    self._hold_if_asked(link, data)
+                    await link.to_target_gate.wait()
+                else:
+                    await link.to_client_gate.wait()
                 if to_client and self._garbage:
                     junk = bytes(self._rng.randrange(256) for _ in range(self._garbage))
                     data = junk if self._garbage_replace else junk + data

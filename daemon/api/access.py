@@ -64,6 +64,7 @@ ACTIONS: Final[dict[str, str]] = {
     "unlock_user": "user.unlock",
     "reset_password": "user.passwd",
     "set_roles": "user.roles",
+    "metrics": "read",  # any signed-in role, as every read: decision 0092
 }
 
 

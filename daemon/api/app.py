@@ -34,6 +34,7 @@ from daemon.api.routes import (
     batches,
     events,
     instruments,
+    metrics,
     recipes,
     recipes_lifecycle,
     users,
@@ -80,6 +81,7 @@ def create_app(daemon: Daemon) -> FastAPI:
         events,
         audit,
         alarms,
+        metrics,
     ):
         app.include_router(module.router, responses=ERRORS)
     return app

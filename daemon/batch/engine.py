@@ -9,7 +9,9 @@ what the scheduler asks about cartridges (``Occupancy``).
 
 Start-up: ``load()`` replays the journal through the reducer; ``run()`` starts a runner
 for every batch that is not final. A runner resumes from what the journal says (see
-``daemon.batch.executor``): the instruments are asked, nothing is guessed.
+``daemon.batch.executor``): the instruments are asked, nothing is guessed. Once every
+runner has taken up its batch (``taken_up``: nothing the journal left open waits for an
+instrument's answer any more), ``reconciled`` is set: the daemon's readiness.
 
 The control plane (issue #11) adds two hooks, both optional: ``approval(hash)`` says a
 recipe's recorded status (a batch starts only on an approved one unless the site allows
@@ -120,11 +122,13 @@ class Engine:
         self._changes: dict[str, _Broadcast] = {}
         self._create_lock = asyncio.Lock()
         self._next_batch = 1
-        self._next_job = 1
+        self._next_job = 1  # this journal's next job number (see ids.job_seq)
         self._tg: anyio.abc.TaskGroup | None = None
         self._running: set[str] = set()
         self._followed: set[int] = set()
         self.loaded = False
+        self.reconciled = anyio.Event()  # every batch of the replay taken up (taken_up)
+        self.taking_up: set[str] = set()  # batches whose runner has not yet taken them up
         cell.publish = self._on_cell
 
     def _on_cell(self, kind: str, data: dict[str, Any]) -> None:
@@ -145,7 +149,7 @@ class Engine:
                 number = int(rec.batch_id[1:].split("-", 1)[0])
                 self._next_batch = max(self._next_batch, number + 1)
             elif isinstance(rec, r.JobIntent):
-                self._next_job = max(self._next_job, rec.job_seq + 1)
+                self._next_job = max(self._next_job, ids.job_number(rec.job_seq) + 1)
         for bid in self.batches:
             self._init_batch(bid)
         self.loaded = True
@@ -177,10 +181,22 @@ class Engine:
             self.load()
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self.taking_up = set(self.batches)
             for bid in list(self.batches):
                 self._spawn(bid)
+            if not self.taking_up:
+                self.reconciled.set()
             task_status.started()
             await anyio.sleep_forever()
+
+    def taken_up(self, batch_id: str) -> None:
+        """Said by a runner once nothing its batch's journal left open waits for an
+        instrument's answer: no task was open, the instrument was asked about it (the
+        open program reconciled, the open move sent again), or the batch waits for a
+        person (Idle, Held, Paused, final). Repeating it is harmless."""
+        self.taking_up.discard(batch_id)
+        if not self.taking_up and self._tg is not None:
+            self.reconciled.set()
 
     def _spawn(self, batch_id: str) -> None:
         from daemon.batch.runner import BatchRunner  # runner imports the engine's types
@@ -460,7 +476,7 @@ class Engine:
                 return await self._commit_locked(batch_id, [rec], act)
 
     def next_job_seq(self) -> int:
-        seq = self._next_job
+        seq = ids.job_seq(self.journal.instance, self._next_job)
         self._next_job += 1
         return seq
 

@@ -28,6 +28,9 @@ Errors become one of two exceptions for the step code: ``HoldBatch`` (a deviatio
 system Hold: lost link, identity mismatch, contradiction, unit fault, timeout) and
 ``StepFault`` (the step failed; its ``on_fault`` decides). Nothing here starts a second
 attempt to cover an unknown outcome.
+
+Log context: an announced task binds ``task_id`` for the rest of the runner's step; the
+tasks of their own (``follow_job``, ``park``) bind their batch first (``batch``, ``step``).
 """
 
 from __future__ import annotations
@@ -64,8 +67,9 @@ RESULT_ENDED = frozenset(
 )
 
 
-class HoldBatch(Exception):
-    """Record a deviation and hold the batch (system hold)."""
+class Deviated(Exception):
+    """Something departed from the process: ``kind`` and ``message`` become a Deviation
+    record (``record``); the subclass says what the runner does next."""
 
     def __init__(
         self, kind: str, message: str, *, unit: str = "", task_id: str = "", instrument: str = ""
@@ -77,16 +81,25 @@ class HoldBatch(Exception):
         self.task_id = task_id
         self.instrument = instrument
 
+    async def record(self, engine: Engine, batch_id: str, prefix: str = "") -> Batch:
+        return await deviation(
+            engine,
+            batch_id,
+            self.kind,
+            prefix + self.message,
+            unit=self.unit,
+            task_id=self.task_id,
+            instrument=self.instrument,
+        )
 
-class StepFault(Exception):
-    """The step failed (program faulted, job failed, guard error, max_visits)."""
 
-    def __init__(self, kind: str, message: str, *, unit: str = "", task_id: str = "") -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.unit = unit
-        self.task_id = task_id
+class HoldBatch(Deviated):
+    """Record a deviation and hold the batch (system hold)."""
+
+
+class StepFault(Deviated):
+    """The step failed (program faulted, job failed, guard error, max_visits): a deviation,
+    then the step's ``on_fault``."""
 
 
 # --------------------------------------------------------------------------- calls
@@ -106,6 +119,13 @@ async def call(instrument: str, what: str, fn: Callable[[], Awaitable[T]]) -> T:
 
 def _shuttle(engine: Engine, name: str) -> Any:
     return engine.cell.shuttle_drivers[name]
+
+
+def require_link(engine: Engine, instrument: str, what: str) -> None:
+    """HoldBatch("link") when the instrument cannot be reached now: a step that needs
+    it holds (a deviation, and the system's Restart once the link is back) rather than
+    queue for a unit or the transport unseen."""
+    _require_up(engine, instrument, what)
 
 
 def _require_up(engine: Engine, instrument: str, what: str) -> None:
@@ -156,15 +176,13 @@ async def admit(engine: Engine, batch_id: str) -> None:
 async def move_to(engine: Engine, batch_id: str, to: str, step: str = "") -> None:
     """Move the batch's cartridge to ``to`` (a unit or the OutputPort). The caller holds
     the batch's cartridge lock. Resumes an unfinished move first."""
+    await resume_move(engine, batch_id)
     b = engine.batch(batch_id)
-    t = b.task
-    if t is not None and t.kind == "move" and t.phase != "ended":
-        await _finish_move(engine, batch_id, t)
-        b = engine.batch(batch_id)
     if b.location == to:
         return
     shuttle = b.shuttle
     view = engine.cell.shuttles[shuttle]
+    _require_up(engine, shuttle, f"move {b.cartridge_id} to {to}")
     if to != icd.OUTPUT_PORT:
         # the bay may still be emptying (its cartridge being parked)
         await engine.cell.wait(shuttle, to, lambda: not view.units[to].cartridge_id or not view.up)
@@ -185,9 +203,28 @@ async def move_to(engine: Engine, batch_id: str, to: str, step: str = "") -> Non
             ),
         )
         assert b.task is not None
+        structlog.contextvars.bind_contextvars(task_id=task_id)
         await _finish_move(engine, batch_id, b.task)
     finally:
         engine.scheduler.release_transport(batch_id, shuttle)
+
+
+async def resume_move(engine: Engine, batch_id: str) -> None:
+    """Finish a move the journal announced and did not end (Move again with the same
+    TaskId), holding the transport as any move does. The runner calls it before the
+    batch asks the scheduler for anything: until the move ends, the scheduler counts its
+    origin and destination as the batch's, so a step that asked first would wait for a
+    bay its own cartridge holds. The caller holds the batch's cartridge lock."""
+    t = engine.batch(batch_id).task
+    if t is None or t.kind != "move" or t.phase == "ended":
+        return
+    _require_up(engine, t.shuttle, f"move {t.task_id}")
+    await engine.scheduler.transport_of(batch_id, engine.batch(batch_id).priority + 1000, t.shuttle)
+    try:
+        await _finish_move(engine, batch_id, t)
+    finally:
+        engine.scheduler.release_transport(batch_id, t.shuttle)
+    log.info("reconciled", batch=batch_id, task_id=t.task_id, unit=t.unit, status="moved")
 
 
 async def _finish_move(engine: Engine, batch_id: str, t: Task) -> None:
@@ -212,6 +249,7 @@ async def _finish_move(engine: Engine, batch_id: str, t: Task) -> None:
             task_id=t.task_id,
             unit=t.unit,
         ) from exc
+    engine.taken_up(batch_id)  # an open move after a restart: sent again, answered
 
     def ended() -> str:
         if not view.up:
@@ -261,6 +299,7 @@ async def _wait_either(
 async def park(engine: Engine, batch_id: str, to: str) -> None:
     """Move an idle batch's cartridge out of a bay another batch needs."""
     b = engine.batch(batch_id)
+    structlog.contextvars.bind_contextvars(batch=batch_id, step=b.step, task_id="")
     origin = b.location
     lock = engine.cartridge_locks[batch_id]
     try:
@@ -270,14 +309,7 @@ async def park(engine: Engine, batch_id: str, to: str) -> None:
             try:
                 await move_to(engine, batch_id, to, step=engine.batch(batch_id).step)
             except HoldBatch as exc:
-                await deviation(
-                    engine,
-                    batch_id,
-                    exc.kind,
-                    f"while parking: {exc.message}",
-                    task_id=exc.task_id,
-                    instrument=exc.instrument,
-                )
+                await exc.record(engine, batch_id, "while parking: ")
     finally:
         engine.scheduler.parked(batch_id, b.shuttle, origin, to)
 
@@ -319,6 +351,7 @@ async def start_program(
         ),
     )
     assert b.task is not None
+    structlog.contextvars.bind_contextvars(task_id=task_id)
     return await _send_start(engine, batch_id, b.task)
 
 
@@ -355,6 +388,7 @@ async def _send_start(engine: Engine, batch_id: str, t: Task) -> Task:
     b = await engine.commit(
         batch_id, r.ProgramStarted(batch_id=batch_id, task_id=t.task_id, run_id=str(run_id))
     )
+    log.info("program started", unit=t.unit, program=t.program, run_id=str(run_id))
     assert b.task is not None
     return b.task
 
@@ -363,6 +397,7 @@ async def reconcile_program(engine: Engine, batch_id: str, t: Task) -> Task:
     """Bring an unended program task in line with the instrument (module table)."""
     result = await get_result(engine, t)
     status = str(result.status)
+    log.info("reconciled", batch=batch_id, task_id=t.task_id, unit=t.unit, status=status)
     if status == ResultStatus.UNKNOWN:
         if t.phase == "started":
             raise HoldBatch(
@@ -407,6 +442,7 @@ async def end_program(
             fault_text=fault[1] if str(result.status) == ResultStatus.FAULTED else "",
         ),
     )
+    log.info("program ended", unit=t.unit, program=t.program, status=str(result.status))
     assert b.task is not None
     return b.task
 
@@ -485,6 +521,9 @@ async def follow_job(engine: Engine, batch_id: str, job_seq: int) -> None:
     slot. Runs as its own task: a Hold of the batch does not stop an assay."""
     key = f"{batch_id}:{job_seq}"
     job = engine.batch(batch_id).jobs[job_seq]
+    structlog.contextvars.bind_contextvars(
+        batch=batch_id, step=job.step, task_id="", job_seq=job_seq
+    )
     drv = engine.cell.analyzer_drivers[job.analyzer]
     view = engine.cell.analyzers[job.analyzer]
     try:
@@ -495,16 +534,29 @@ async def follow_job(engine: Engine, batch_id: str, job_seq: int) -> None:
             except HoldBatch as exc:
                 # the analyzer is unreachable: the job runs on without us; wait for the link
                 if exc.kind != "link":
-                    await deviation(engine, batch_id, exc.kind, exc.message)
+                    await exc.record(engine, batch_id)
                     await engine.commit(
                         batch_id,
                         r.JobEnded(batch_id=batch_id, job_seq=job_seq, state="failed"),
                         r.JobReleased(batch_id=batch_id, job_seq=job_seq),
                     )
                     return
-                await engine.cell.wait(job.analyzer, "link", lambda: view.up)
+                await _link_back(engine, job.analyzer, view)
     finally:
         engine.scheduler.release_job(job.analyzer, key)
+
+
+LINK_SETTLE = 0.2  # wall seconds a retry waits for the view to learn of a loss
+
+
+async def _link_back(engine: Engine, instrument: str, view: Any) -> None:
+    """After a call found the link lost: wait until the view has seen the loss (or a
+    moment has passed: it may have seen loss and return together), then until it is up.
+    The driver knows first; a retry that trusted a view still saying "up" would call
+    again at once, never yield to the task that tells the view, and spin."""
+    with anyio.move_on_after(LINK_SETTLE):
+        await engine.cell.wait(instrument, "link", lambda: not view.up)
+    await engine.cell.wait(instrument, "link", lambda: view.up)
 
 
 async def _follow_job_once(
@@ -515,6 +567,7 @@ async def _follow_job_once(
     if job.phase == "intent":
         slot = await _submit(engine, batch_id, job_seq, drv)
         await engine.commit(batch_id, r.JobSubmitted(batch_id=batch_id, job_seq=job_seq, slot=slot))
+        log.info("job submitted", analyzer=job.analyzer, slot=slot)
         job = engine.batch(batch_id).jobs[job_seq]
     if job.phase == "submitted":
         end_states = {icd.SlotState.DONE, icd.SlotState.FAILED, icd.SlotState.ABORTED}
@@ -545,6 +598,7 @@ async def _follow_job_once(
                 results=results,
             ),
         )
+        log.info("job ended", analyzer=job.analyzer, state=state)
         job = engine.batch(batch_id).jobs[job_seq]
     if job.phase == "ended":
         try:

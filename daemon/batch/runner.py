@@ -25,6 +25,10 @@ each change is a record the engine commits.
 
 A step that raises ``HoldBatch`` gets a deviation and a system Hold; ``StepFault`` gets a
 deviation and the step's ``on_fault`` (a step, or hold).
+
+Every log line of the runner's task (and of the driver calls it makes) carries
+``batch``, ``step`` and ``task_id`` (structlog context variables; "" outside a step or
+a task): bound here per step, and by the executor when it announces a task.
 """
 
 from __future__ import annotations
@@ -67,17 +71,31 @@ class BatchRunner:
 
     # ------------------------------------------------------------------ the loop
     async def run(self) -> None:
+        structlog.contextvars.bind_contextvars(batch=self.batch_id, step="", task_id="")
         await self.engine.cell.ready.wait()  # every instrument tried once before resuming
         while True:
             b = self.b
             try:
-                await self._once(b)
+                with structlog.contextvars.bound_contextvars(step=b.step, task_id=_open(b)):
+                    await self._once(b)
             except Exception as exc:  # a bug must not stop the other batches
                 log.exception("runner failed", batch=self.batch_id, state=b.state)
+                self.engine.taken_up(self.batch_id)  # what is left waits for a person
                 await self._internal_error(exc)
+
+    def _settled(self, b: Batch) -> None:
+        """Tell the engine when nothing open waits for an instrument (Engine.taken_up)."""
+        waits_for_a_person = b.final or b.state in (
+            BatchState.IDLE,
+            BatchState.HELD,
+            BatchState.PAUSED,
+        )
+        if waits_for_a_person or not _open(b):
+            self.engine.taken_up(self.batch_id)
 
     async def _once(self, b: Batch) -> None:
         state = b.state
+        self._settled(b)
         if b.final or state in (BatchState.IDLE, BatchState.HELD, BatchState.PAUSED):
             if b.final:
                 self.engine.scheduler.forget(self.batch_id)
@@ -110,10 +128,7 @@ class BatchRunner:
                 "internal",
                 f"internal error in state {b.state}: {type(exc).__name__}: {exc}",
             )
-            if target(self.b.state, Command.HOLD) is not None:
-                await self.engine.command(
-                    self.batch_id, Command.HOLD, by=SYSTEM, reason="internal error"
-                )
+            await self._hold_by_system("internal error")
         except Exception:
             log.exception("could not record an internal error", batch=self.batch_id)
         # whatever happened, do not spin: wait for the next change
@@ -146,8 +161,12 @@ class BatchRunner:
                 )
                 return
             await ex.admit(engine, self.batch_id)
+        async with engine.cartridge_locks[self.batch_id]:
+            await ex.resume_move(engine, self.batch_id)  # one the journal left unended
         while True:
             b = self.b
+            self._settled(b)
+            structlog.contextvars.bind_contextvars(step=b.step, task_id=_open(b))
             if b.state not in ADVANCING:
                 return
             if b.outcome:
@@ -181,13 +200,16 @@ class BatchRunner:
                         detail=nxt.detail,
                     )
                 )
+            log.info("step ended", outcome=nxt.outcome, next=nxt.step)
 
     async def _enter(self, step: str) -> None:
         b = self.b
         recipe = self.engine.recipe_of(b)
         await self._check_hold_max(b)
         visit = b.visits.get(step, 0) + 1
+        structlog.contextvars.bind_contextvars(step=step, task_id="")
         await self.commit(r.StepStarted(batch_id=self.batch_id, step=step, visit=visit))
+        log.info("step started", visit=visit)
         limit = getattr(recipe.steps[step], "max_visits", None)
         if limit is not None and visit > limit:
             raise ex.StepFault(
@@ -222,38 +244,17 @@ class BatchRunner:
 
     # ------------------------------------------------------------------ faults
     async def _system_hold(self, hold: ex.HoldBatch) -> None:
-        await ex.deviation(
-            self.engine,
-            self.batch_id,
-            hold.kind,
-            hold.message,
-            unit=hold.unit,
-            task_id=hold.task_id,
-            instrument=hold.instrument,
+        await hold.record(self.engine, self.batch_id)
+        link = hold.kind == "link"
+        await self._hold_by_system(
+            f"{LINK_HOLD}{hold.instrument}" if link else f"{hold.kind}: {hold.message}"
         )
-        reason = (
-            f"{LINK_HOLD}{hold.instrument}"
-            if hold.kind == "link"
-            else f"{hold.kind}: {hold.message}"
-        )
-        if target(self.b.state, Command.HOLD) is not None:
-            await self.engine.command(self.batch_id, Command.HOLD, by=SYSTEM, reason=reason)
 
     async def _fault(self, fault: ex.StepFault) -> None:
         b = self.b
-        await ex.deviation(
-            self.engine,
-            self.batch_id,
-            fault.kind,
-            fault.message,
-            unit=fault.unit,
-            task_id=fault.task_id,
-        )
-        on_fault = (
-            getattr(self.engine.recipe_of(b).steps[b.step], "on_fault", "hold")
-            if b.step
-            else "hold"
-        )
+        await fault.record(self.engine, self.batch_id)
+        spec = self.engine.recipe_of(b).steps[b.step] if b.step else None
+        on_fault = getattr(spec, "on_fault", "hold")
         if on_fault != "hold":
             await self.commit(
                 r.StepEnded(
@@ -265,10 +266,11 @@ class BatchRunner:
                 )
             )
             return
+        await self._hold_by_system(f"{fault.kind}: {fault.message}")
+
+    async def _hold_by_system(self, reason: str) -> None:
         if target(self.b.state, Command.HOLD) is not None:
-            await self.engine.command(
-                self.batch_id, Command.HOLD, by=SYSTEM, reason=f"{fault.kind}: {fault.message}"
-            )
+            await self.engine.command(self.batch_id, Command.HOLD, by=SYSTEM, reason=reason)
 
     async def _restart_when_linked(self, b: Batch) -> None:
         instrument = b.hold_reason[len(LINK_HOLD) :]
@@ -359,15 +361,7 @@ class BatchRunner:
                 await self._end_once(stop=stop)
                 break
             except ex.HoldBatch as hold:
-                await ex.deviation(
-                    self.engine,
-                    self.batch_id,
-                    hold.kind,
-                    hold.message,
-                    unit=hold.unit,
-                    task_id=hold.task_id,
-                    instrument=hold.instrument,
-                )
+                await hold.record(self.engine, self.batch_id)
                 if hold.instrument:
                     inst = hold.instrument
                     await self.engine.cell.wait(
@@ -420,3 +414,8 @@ class BatchRunner:
                     drv = engine.cell.shuttle_drivers[t.shuttle]
                     await ex.call(t.shuttle, f"Clear {t.unit}", lambda: drv.clear(t.unit))
         await self._hand_out()
+
+
+def _open(b: Batch) -> str:
+    """The TaskId of the batch's unended task, or ""."""
+    return b.task.task_id if b.task is not None and b.task.phase != "ended" else ""

@@ -54,7 +54,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="cellfab", description="Control software for an automated cell-therapy cell."
     )
     parser.add_argument(
-        "--log-json", action="store_true", help="log JSON lines on stderr (default: readable)"
+        "--log-json",
+        action="store_true",
+        help="log JSON lines on stderr (default: readable; JSON under systemd)",
     )
     parser.add_argument(
         "--log-level", choices=logs.LEVELS, default=logs.DEFAULT_LEVEL, help="default: info"

@@ -7,8 +7,20 @@ the root logger whose ``ProcessorFormatter`` runs the same processors (level, lo
 name, UTC timestamp, exception) and the same renderer, so every line has one format:
 
 * a terminal (stderr is a tty): structlog's ConsoleRenderer, readable, in colour;
-* otherwise (a file, a pipe, journald): plain ``key=value`` lines (logfmt);
+* under systemd: one JSON object per line (as ``--log-json``), each prefixed with its
+  syslog priority (``<3>`` for an error) when stderr is the journal, which takes the
+  prefix as the entry's PRIORITY (``journalctl -p warning`` works) and keeps the JSON;
+* otherwise (a file, a pipe): plain ``key=value`` lines (logfmt);
 * ``--log-json``: one JSON object per line, for log shippers.
+
+"Under systemd" is known, not guessed from a variable a child inherits: stderr is the
+stream ``$JOURNAL_STREAM`` names (its device and inode), or this very process is the one
+systemd started (``$INVOCATION_ID`` set and ``$SYSTEMD_EXEC_PID`` is our pid).
+
+Structlog context variables are merged into every line: the batch engine binds
+``batch``, ``step`` and ``task_id`` in each batch's tasks (``daemon.batch.runner``); a
+line that names a batch and no step or task (a batch created through the API) gets
+both as "", so every line of a batch has the three keys.
 
 ``--log-level`` filters our loggers; third-party loggers stay at WARNING unless the
 level is DEBUG (asyncua says a lot at INFO).
@@ -17,11 +29,13 @@ level is DEBUG (asyncua says a lot at INFO).
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Mapping
 from typing import Final, TextIO
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor
 
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 DEFAULT_LEVEL: Final = "info"
@@ -48,8 +62,12 @@ def configure(
     """Route structlog and stdlib logging to ``stream`` (default: stderr) in one
     format. Calling it again replaces the handler it installed, and only that one."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
+    target = stream if stream is not None else sys.stderr
+    journal = is_journal(target)
+    json = json or journal or started_by_systemd()
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        _batch_fields,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -59,7 +77,7 @@ def configure(
     if json:
         final: list[Processor] = [structlog.processors.dict_tracebacks]
         renderer = structlog.processors.JSONRenderer()
-    elif _isatty(stream if stream is not None else sys.stderr):
+    elif _isatty(target):
         final = []
         renderer = structlog.dev.ConsoleRenderer(colors=True)
     else:
@@ -80,8 +98,9 @@ def configure(
     )
     handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.set_name(_HANDLER)
+    formatter = _JournalFormatter if journal else structlog.stdlib.ProcessorFormatter
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+        formatter(
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -99,6 +118,49 @@ def configure(
     quiet = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(quiet)
+
+
+def _batch_fields(_logger: object, _name: str, event: EventDict) -> EventDict:
+    """A line about a batch says its step and TaskId, "" when it is in none."""
+    if "batch" in event:
+        event.setdefault("step", "")
+        event.setdefault("task_id", "")
+    return event
+
+
+def is_journal(stream: TextIO, environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether ``stream`` is connected to systemd's journal ($JOURNAL_STREAM is
+    "device:inode" of that stream; a child whose stderr goes elsewhere inherits the
+    variable, so the stream itself is compared)."""
+    value = environ.get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(part) for part in value.split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):  # unset, malformed, or no descriptor
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
+def started_by_systemd(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether systemd started this process itself as a service's main process."""
+    return bool(environ.get("INVOCATION_ID")) and environ.get("SYSTEMD_EXEC_PID") == str(
+        os.getpid()
+    )
+
+
+class _JournalFormatter(structlog.stdlib.ProcessorFormatter):
+    """Prefixes each line with its syslog priority, which the journal takes as the
+    entry's PRIORITY and strips (systemd.exec(5), SyslogLevelPrefix=)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_priority(record.levelno)}>{super().format(record)}"
+
+
+def _priority(levelno: int) -> int:
+    for floor, priority in ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4)):
+        if levelno >= floor:
+            return priority
+    return 6 if levelno >= logging.INFO else 7
 
 
 def _isatty(stream: TextIO) -> bool:

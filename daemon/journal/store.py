@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -153,6 +153,11 @@ class Journal:
     @property
     def stats(self) -> JournalStats:
         return self._writer.stats
+
+    def observe_commits(self, observer: Callable[[float, int], None] | None) -> None:
+        """Call ``observer(seconds, records)`` after every commit, on the writer thread
+        (for metrics: it must be quick and thread-safe; what it raises is logged)."""
+        self._writer.on_commit = observer
 
     @property
     def failure(self) -> JournalWriteError | None:

@@ -107,6 +107,8 @@ class Writer:
         self._stopping = False
         self._cause: BaseException | None = None
         self.stats = JournalStats()
+        # called on this thread after each commit with (seconds, records): metrics
+        self.on_commit: Callable[[float, int], None] | None = None
         self._thread = threading.Thread(target=self._run, name="cellfab-journal-writer")
         # daemon: a process that forgot close() still exits; durability never depends
         # on an orderly stop (what was acknowledged is committed).
@@ -217,6 +219,11 @@ class Writer:
             commit_seconds_max=max(s.commit_seconds_max, took),
             records_max=max(s.records_max, seq - first),
         )
+        if self.on_commit is not None:
+            try:
+                self.on_commit(took, seq - first)
+            except Exception:  # an observer never fails a commit
+                log.exception("journal commit observer failed")
         return outcomes
 
     def _one(self, pending: _Pending, seq: int) -> tuple[Any, int]:

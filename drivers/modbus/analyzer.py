@@ -106,6 +106,10 @@ class ModbusAnalyzer:
     def state(self) -> ConnectionState:
         return self._link.state
 
+    @property
+    def reconnects(self) -> int:
+        return self._link.reconnects
+
     # ------------------------------------------------------------------ life cycle
     async def __aenter__(self) -> Self:
         await self._link.open()

@@ -91,6 +91,7 @@ async def test_openapi_describes_every_route_and_its_error_body(api: httpx.Async
         "/users/{name}/password",
         "/users/{name}/roles",
         "/audit",
+        "/metrics",
         "/alarms",
         "/alarms/{alarm_id}",
         "/alarms/{alarm_id}/ack",

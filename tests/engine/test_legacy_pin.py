@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import anyio
+
 from daemon.batch.states import BatchState
 from daemon.recipe import load_recipe, pinned_hashes
 from daemon.supervisor import build
@@ -27,7 +29,7 @@ async def test_a_v1_journal_batch_pinned_by_its_old_hash_replays_and_runs(
     daemon = await local.start()
     try:
         assert daemon.journal.schema_version == 2  # migrated, after a backup beside it
-        assert list(tmp_path.glob("journal.sqlite.v1-backup-*"))
+        assert [p async for p in anyio.Path(tmp_path).glob("journal.sqlite.v1-backup-*")]
         b = daemon.engine.batches["B0001-LGC"]
         assert b.recipe_hash == PINNED and b.state is BatchState.RUNNING
         assert daemon.engine.recipe_of(b).name == "qc_only"

@@ -8,6 +8,7 @@ from daemon.batch.states import BatchState
 from daemon.journal import records as r
 from daemon.supervisor import Daemon
 from tests.engine.conftest import Cell, new_cartridge, recipe, until
+from tests.support.daemon import SimTwins
 
 
 def _kinds(daemon: Daemon, batch_id: str) -> list[str]:
@@ -47,7 +48,9 @@ async def test_qc_only_passes_and_fails_on_its_guard(daemon: Daemon, cell: Cell)
 
 
 @pytest.mark.timeout(600)
-async def test_the_library_runs_four_batches_at_once(daemon: Daemon, cell: Cell) -> None:
+async def test_the_library_runs_four_batches_at_once(
+    daemon: Daemon, cell: Cell, sim_cell: SimTwins
+) -> None:
     """Two lentiviral CAR-T, one electroporation and one rapid batch share the shuttle
     (and its one SEL1, EP1, CFC1 and FIN1) and the analyzer; all complete."""
     engine = daemon.engine
@@ -69,11 +72,15 @@ async def test_the_library_runs_four_batches_at_once(daemon: Daemon, cell: Cell)
     assert lenti.variables["growth"] is False and lenti.variables["mycoplasma"] is False
     # the expansion loop ran at least once more than the first block
     assert lenti.visits["expand"] >= 1 and lenti.visits["count"] == lenti.visits["expand"]
-    # each step's program ran once: one ProgramIntent per (step, visit), none repeated
+    # every program, move and job once: the journal's intents, and the instruments' own
+    # records (ICD 1.1 Twin/StartedPrograms; Cell Q's jobs by JobSeq)
+    started = await cell.controls.started_programs()
+    jobs = sim_cell.cell.cellq.submitted
     for bid in ids:
-        intents = [
-            rec.task_id
-            for _s, rec in daemon.journal.batch_records(bid)
-            if isinstance(rec, r.ProgramIntent)
-        ]
-        assert len(intents) == len(set(intents))
+        recs = [rec for _s, rec in daemon.journal.batch_records(bid)]
+        tasks = [rec.task_id for rec in recs if isinstance(rec, r.ProgramIntent | r.MoveIntent)]
+        assert len(tasks) == len(set(tasks))
+        on_shuttle = [e.task_id for e in started if e.task_id.startswith(bid + "/")]
+        assert sorted(on_shuttle) == sorted(tasks)  # each started exactly once
+        seqs = [rec.job_seq for rec in recs if isinstance(rec, r.JobIntent)]
+        assert seqs and all(jobs[seq] == 1 for seq in seqs)

@@ -179,6 +179,63 @@ async def test_a_pymodbus_client_survives_a_garbage_answer(proxy: FaultProxy) ->
     assert proxy.counters.frames_corrupted == 1
 
 
+async def test_hold_request_keeps_it_from_the_target_until_released(
+    proxy: FaultProxy, cellq: CellQTwin
+) -> None:
+    reader, writer = await open_raw(proxy.port)
+    request = read_version_request(7)
+    await proxy.hold_request_with(request[:2])  # the transaction id: this request only
+    writer.write(request)
+    await writer.drain()
+    assert await nothing_arrives(reader)
+    assert proxy.counters.requests_held == 1 and proxy.counters.bytes_to_target == 0
+    await proxy.release()
+    async with asyncio.timeout(HANG_GUARD):
+        assert await reader.readexactly(ANSWER_LEN) == read_version_answer(7)
+    assert await roundtrip(reader, writer, 8) == read_version_answer(8)  # once only
+    # held, then the connection closes: the target never sees it
+    await proxy.hold_request_with(read_version_request(9)[:2])
+    writer.write(read_version_request(9))
+    await writer.drain()
+    assert await nothing_arrives(reader)
+    assert await proxy.drop_connections() == 1
+    assert proxy.counters.bytes_to_target == 2 * len(request)
+    writer.close()
+
+
+async def test_hold_answer_lets_the_request_through_and_keeps_its_answer(
+    proxy: FaultProxy, cellq: CellQTwin
+) -> None:
+    reader, writer = await open_raw(proxy.port)
+    base = icd.slot_base(15) + icd.HR_PANEL
+    write = struct.pack(">HHHBBHH", 5, 0, 6, icd.CELLQ_DEVICE_ID, 6, base, 3)  # panel := 3
+    await proxy.hold_answer_to(write[:2])
+    writer.write(write)
+    await writer.drain()
+    assert await nothing_arrives(reader)
+    assert proxy.counters.answers_held == 1
+    c = client(cellq.port)  # straight to the twin: the write was carried out
+    assert await c.connect()
+    try:
+        rr = await c.read_holding_registers(base, count=1, device_id=1)
+        assert rr.registers == [3]
+        await proxy.release()
+        async with asyncio.timeout(HANG_GUARD):
+            assert await reader.readexactly(len(write)) == write  # FC 06 echoes the request
+        await c.write_register(base, 0, device_id=1)
+    finally:
+        c.close()
+    # held, then the connection closes: the answer is never delivered
+    await proxy.hold_answer_to(read_version_request(6)[:2])
+    writer.write(read_version_request(6))
+    await writer.drain()
+    assert await nothing_arrives(reader)
+    assert await proxy.drop_connections() == 1
+    async with asyncio.timeout(HANG_GUARD):
+        assert await reader.read() == b""
+    writer.close()
+
+
 async def test_refuse_closes_the_port_and_reopens_it(proxy: FaultProxy) -> None:
     reader, writer = await open_raw(proxy.port)
     assert await roundtrip(reader, writer, 0) == read_version_answer(0)  # accepted for sure

@@ -121,11 +121,16 @@ def daemon_site(
         api_bind=api_bind,
     )
     policy = site.policy.model_copy(update={"allow_unapproved_recipes": True})
+    return cheap_hashes(site).model_copy(update={"policy": policy, **changes})
+
+
+def cheap_hashes(site: Site) -> Site:
+    """``site`` with the cheapest argon2 its validation allows (a simulated site only):
+    tests sign in and sign often, on 2 cores."""
     argon2 = site.auth.argon2.model_copy(
         update={"time_cost": 1, "memory_kib": 1024, "parallelism": 1}
     )
-    auth = site.auth.model_copy(update={"argon2": argon2})
-    return site.model_copy(update={"policy": policy, "auth": auth, **changes})
+    return site.model_copy(update={"auth": site.auth.model_copy(update={"argon2": argon2})})
 
 
 @dataclass

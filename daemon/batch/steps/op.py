@@ -51,6 +51,8 @@ async def run_program(ctx: StepCtx, program: str, params_of: Any) -> Task:
         t = None
     b = ctx.batch
     if t is None:
+        # an unreachable shuttle holds the batch for its link, rather than queue unseen
+        ex.require_link(engine, b.shuttle, f"{program} for step {ctx.step}")
         unit = await engine.scheduler.unit(bid, b.priority, b.shuttle, program, b.location)
     else:
         unit = t.unit
@@ -66,6 +68,7 @@ async def run_program(ctx: StepCtx, program: str, params_of: Any) -> Task:
                 )
             elif t.phase != "ended":
                 t = await ex.reconcile_program(engine, bid, t)
+            engine.taken_up(bid)  # an open program after a restart: reconciled
             if t.phase != "ended":
                 deadline = ctx.deadline(t.started_pt)
                 t = await ex.follow_program(engine, bid, t, deadline)

@@ -92,19 +92,51 @@ async def _read_ended(ctx: StepCtx, seq: int) -> Job | None:
     )
 
 
-async def _until_released(ctx: StepCtx, seq: int, deadline: float | None) -> Job:
+async def _released_or_down(ctx: StepCtx, seq: int) -> Job:
+    """The job once its follower has released it; HoldBatch("link") while its analyzer
+    cannot be reached (the assays go on; the system restarts the batch when the link is
+    back, and the step waits again)."""
     engine = ctx.engine
+    analyzer = ctx.batch.jobs[seq].analyzer
+    view = engine.cell.analyzers[analyzer]
 
     def released(b: Batch) -> Job | None:
         job = b.jobs[seq]
         return job if job.phase == "released" else None
 
+    got: list[Job] = []
+    async with anyio.create_task_group() as tg:
+
+        async def until_released() -> None:
+            got.append(await engine.wait_batch(ctx.batch_id, released))
+            tg.cancel_scope.cancel()
+
+        async def until_down() -> None:
+            await engine.cell.wait(analyzer, "link", lambda: not view.up)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(until_released)
+        tg.start_soon(until_down)
+    if got:
+        return got[0]
+    if (job := released(ctx.batch)) is not None:
+        return job
+    raise ex.HoldBatch(
+        "link",
+        f"{analyzer}: results of job {seq} ({ctx.step}) cannot be read: not connected "
+        f"({view.reason}); the assays go on",
+        instrument=analyzer,
+    )
+
+
+async def _until_released(ctx: StepCtx, seq: int, deadline: float | None) -> Job:
+    engine = ctx.engine
     if deadline is None:
-        job = await engine.wait_batch(ctx.batch_id, released)
+        job = await _released_or_down(ctx, seq)
     else:
         job = None
         with anyio.move_on_after(engine.clock.wall_seconds(deadline - engine.clock.now())):
-            job = await engine.wait_batch(ctx.batch_id, released)
+            job = await _released_or_down(ctx, seq)
         if job is None:
             job = await _read_ended(ctx, seq)
         if job is None:

@@ -1,0 +1,8 @@
+"""Operations: what an operator's tools see of a running daemon.
+
+* ``daemon.ops.metrics``: the Prometheus metrics served at ``GET /metrics``;
+* ``daemon.ops.notify``: systemd's notifications (READY, STATUS, STOPPING) and the
+  watchdog pings.
+
+Logging is configured by ``daemon.cli.logs``; the unit file is ``systemd/cellfab.service``.
+"""
