@@ -63,6 +63,8 @@ async def test_a_unit_fault_alarm_from_raise_to_normal_with_roles_and_a_restart(
                 True,
             )
             assert "42" in alarm["message"]
+            scrape = await who["qa1"].get("/metrics")
+            assert 'cellfab_alarms{priority="high",state="unacknowledged"} 1.0' in scrape.text
             # who may acknowledge: an operator, with a reason
             no_role = await who["qa1"].post(f"/alarms/{aid}/ack", json={"reason": "seen"})
             assert (
