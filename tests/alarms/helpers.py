@@ -29,14 +29,24 @@ ENGINE_RECIPES = Path(__file__).resolve().parents[1] / "engine" / "recipes"
 
 
 @contextlib.contextmanager
-def daemon_on(sim_cell: SimTwins, journal: Path, **endpoints: str) -> Iterator[RunningDaemon]:
+def daemon_on(
+    sim_cell: SimTwins, journal: Path, *, out_of_service: tuple[str, ...] = (), **endpoints: str
+) -> Iterator[RunningDaemon]:
+    """A daemon on the twins (``endpoints`` replace theirs), with ``out_of_service``
+    units of shuttle1 in its site; the staff hired, or signed in again on an old journal."""
     twins = sim_cell
     if endpoints:
         twins = SimTwins(
             sim_cell.loop, sim_cell.cell, {**sim_cell.endpoints, **endpoints}, sim_cell.controls
         )
     again = journal.exists()
-    with running_daemon(daemon_site(twins, journal, extra_recipes=[ENGINE_RECIPES])) as d:
+    site = daemon_site(twins, journal, extra_recipes=[ENGINE_RECIPES])
+    if out_of_service:
+        shuttles = [
+            s.model_copy(update={"out_of_service": list(out_of_service)}) for s in site.shuttles
+        ]
+        site = site.model_copy(update={"shuttles": shuttles})
+    with running_daemon(site) as d:
         if again:  # the staff are in the journal already: they sign in again
             for name in STAFF:
                 d.tokens[name] = d.run(lambda n=name: d.daemon.directory.login(n, PASSWORD))[0]

@@ -252,3 +252,37 @@ async def test_a_locked_account_raises_a_security_alarm_until_an_admin_unlocks_i
                 f"/alarms/{back['alarm_id']}/ack", json={"reason": "qa2 confirmed it was them"}
             )
             assert acked.json()["state"] == "normal"
+
+
+# --------------------------------------------------------------------------- by design
+async def test_a_unit_taken_out_of_service_in_the_site_suppresses_its_alarm(
+    sim_cell: SimTwins, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal.sqlite"
+    with daemon_on(sim_cell, journal) as d:
+        async with people(d) as who:
+            bid, _cartridge, unit = await long_batch(who["tester"], sim_cell)
+            await asyncio.to_thread(
+                sim_cell.loop.run, sim_cell.controls.inject_fault(unit, 11, "motor")
+            )
+            aid = (await alarm_until(who["op1"], bid, "alarm", unacked))["alarm_id"]
+    # the faulted unit is taken out of service in the site: its alarm is suppressed
+    with daemon_on(sim_cell, journal, out_of_service=(unit,)) as d:
+        async with people(d) as who:
+            alarm = (await who["op1"].get(f"/alarms/{aid}")).json()
+            assert (alarm["state"], alarm["active"]) == ("suppressed", True)
+            assert "out of service" in alarm["history"][-1]["reason"]
+            refused = await who["op1"].post(f"/alarms/{aid}/ack", json={"reason": "seen"})
+            assert refused.status_code == 409 and "suppressed" in refused.json()["detail"]
+    # back in service, the fault still there: annunciated again
+    with daemon_on(sim_cell, journal) as d:
+        async with people(d) as who:
+            alarm = (await who["op1"].get(f"/alarms/{aid}")).json()
+            assert (alarm["state"], alarm["history"][-1]["event"]) == (
+                "unacknowledged",
+                "unsuppress",
+            )
+            await end(who["tester"], bid)
+            await clear_unit(sim_cell, unit)
+            back = await alarm_until(who["op1"], bid, "cleared", lambda a: not a["active"])
+            assert back["state"] == "rtn_unacknowledged"
