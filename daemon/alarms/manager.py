@@ -130,13 +130,15 @@ class AlarmManager:
         elif self._open.get(alarm.key) == alarm.alarm_id:
             del self._open[alarm.key]
 
-    def _look_at_the_cell(self) -> None:
+    def _look_at_the_cell(self, *, links: bool = True) -> None:
         """Clear the conditions the cell's view shows cleared (links up, units not
-        faulted); an instrument that is down tells nothing about its units."""
+        faulted); an instrument that is down tells nothing about its units. Live, a
+        lost link's deviation may be committed before the view knows the link is down,
+        so links are looked at only at start-up; live, an ``instrument`` event clears."""
         for c in list(self.conditions.by_key.values()):
             if not c.active or not c.instrument:
                 continue
-            if c.kind.clears is Clears.LINK and self.cell.is_up(c.instrument):
+            if c.kind.clears is Clears.LINK and links and self.cell.is_up(c.instrument):
                 self.conditions.link_up(c.instrument)
             elif c.kind.clears is Clears.UNIT:
                 self._check_unit(c.instrument, c.unit)
@@ -186,7 +188,7 @@ class AlarmManager:
             if rec is not None:
                 changed = self.conditions.observe(rec)
                 if isinstance(rec, r.Deviation):
-                    self._look_at_the_cell()
+                    self._look_at_the_cell(links=False)
         elif event.kind == "instrument" and data.get("up"):
             changed = self.conditions.link_up(str(data.get("instrument", "")))
         elif event.kind == "unit":
