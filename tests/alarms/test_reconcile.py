@@ -18,6 +18,7 @@ import pytest
 from daemon.alarms import AlarmState, alarms_of
 from daemon.alarms.manager import AlarmManager
 from daemon.audit.entries import Act, Actor
+from daemon.audit.export import rows_of, text
 from daemon.audit.trail import AuditTrail
 from daemon.audit.verify import verify
 from daemon.events import EventBus
@@ -136,6 +137,10 @@ async def test_start_up_raises_what_a_crash_left_unraised_and_clears_what_cleare
     assert [a.kind for a in read] == ["identity", "link_lost", "hold_max", "unit_fault"]
     assert [c.event for c in read[0].history] == ["raise", "clear", "ack"]
     assert read[0].history[-1].by == "op1" and read[0].history[-1].reason == "checked bay"
+    exported = rows_of(path, batch_id=BID, object_type="alarm")
+    listing = text(exported)
+    assert "alarm.ack" in listing and "checked bay" in listing and "op1" in listing
+    assert all(row["signature"] is None for row in exported)  # no shelving here
     report = verify(path)
     # the records written by hand here have no audit rows of their own; the alarms' do
     assert report.rows == 9 and report.problems, report  # 4 + 4 at start-ups, 1 ack
