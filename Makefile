@@ -71,6 +71,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.drivers
 	$(BIN)/python -m bench.journal
 	$(BIN)/python -m bench.recipes
+	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.recovery
 
 clean:

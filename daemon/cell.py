@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,7 @@ from drivers.base import (
 log = structlog.get_logger("cellfab.cell")
 
 LINK = "link"  # the location key woken on link changes (and every key of the instrument)
+CLOSE_LIMIT_S = 5.0  # how long a stopping daemon waits for one driver to disconnect
 
 
 @dataclass(slots=True)
@@ -223,7 +224,7 @@ class CellView:
         delay = self._retry[0]
         while True:
             try:
-                async with driver:
+                async with _connected(driver):
                     delay = self._retry[0]
                     await follow(name, driver)
             except InstrumentError as exc:
@@ -456,3 +457,21 @@ def _unit_dict(u: UnitView) -> dict[str, Any]:
     d = dataclasses.asdict(u)
     d["capabilities"] = list(u.capabilities)
     return d
+
+
+@contextlib.asynccontextmanager
+async def _connected(driver: Any) -> AsyncIterator[Any]:
+    """``driver`` open for the body, and closed even when the body is cancelled.
+
+    The daemon stops by cancelling its task group, and anyio's cancellation is level
+    triggered: every await of an unshielded ``__aexit__`` in the cancelled scope is
+    cancelled at once, so the driver never disconnected and its client's background
+    tasks (asyncua's publish loop and channel renewal, a Modbus link's supervisor)
+    outlived the daemon, logging a traceback every second. The close is shielded and
+    bounded (each driver bounds its own disconnect; this is the backstop)."""
+    await driver.__aenter__()
+    try:
+        yield driver
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_LIMIT_S):
+            await driver.__aexit__(None, None, None)

@@ -168,45 +168,50 @@ async def serve(
     try:
         notify.status("replaying the journal")
         engine.load()
-        async with anyio.create_task_group() as tg:
-            interval = watchdog_interval()
-            if interval is not None and notify.enabled:
-                tg.start_soon(keep_alive, notify, interval, daemon.unhealthy, name="watchdog")
-            await tg.start(daemon.metrics.run)
-            notify.status("connecting the instruments")
-            tg.start_soon(daemon.cell.run, name="instruments")
-            await daemon.cell.ready.wait()
-            up = {n: daemon.cell.is_up(n) for n in daemon.instruments.by_name}
-            log.info("instruments tried", instruments=up)  # each connected, or found down
-            notify.status(f"reconciling {len(engine.batches)} batches with the instruments")
-            # the alarms replay the journal before any runner can write to it
-            await tg.start(daemon.alarms.run)
-            await tg.start(engine.run)
-            if api:
-                from daemon.api.server import serve_api
+        # Two groups so a stop is ordered: the runners and the API end first, then the
+        # drivers close. In one group a runner still waiting on a move saw its driver
+        # close under it and journaled a lost-link deviation that no link had caused.
+        async with anyio.create_task_group() as instruments:
+            instruments.start_soon(daemon.cell.run, name="instruments")
+            async with anyio.create_task_group() as tg:
+                interval = watchdog_interval()
+                if interval is not None and notify.enabled:
+                    tg.start_soon(keep_alive, notify, interval, daemon.unhealthy, name="watchdog")
+                await tg.start(daemon.metrics.run)
+                notify.status("connecting the instruments")
+                await daemon.cell.ready.wait()
+                up = {n: daemon.cell.is_up(n) for n in daemon.instruments.by_name}
+                log.info("instruments tried", instruments=up)  # each connected, or found down
+                notify.status(f"reconciling {len(engine.batches)} batches with the instruments")
+                # the alarms replay the journal before any runner can write to it
+                await tg.start(daemon.alarms.run)
+                await tg.start(engine.run)
+                if api:
+                    from daemon.api.server import serve_api
 
-                await tg.start(serve_api, daemon)
-            with anyio.move_on_after(RECONCILE_WAIT_S):
-                await engine.reconciled.wait()
-            if not engine.reconciled.is_set():
-                log.warning(
-                    "ready before every batch was taken up", waiting=sorted(engine.taking_up)
+                    await tg.start(serve_api, daemon)
+                with anyio.move_on_after(RECONCILE_WAIT_S):
+                    await engine.reconciled.wait()
+                if not engine.reconciled.is_set():
+                    log.warning(
+                        "ready before every batch was taken up", waiting=sorted(engine.taking_up)
+                    )
+                seq, head = daemon.trail.head()
+                log.info("audit_head", seq=seq, hash=head)  # an anchor for cellfab audit verify
+                log.info(
+                    "ready",
+                    site=daemon.site.site,
+                    batches=len(engine.batches),
+                    instruments={n: daemon.cell.is_up(n) for n in daemon.instruments.by_name},
                 )
-            seq, head = daemon.trail.head()
-            log.info("audit_head", seq=seq, hash=head)  # an anchor for cellfab audit verify
-            log.info(
-                "ready",
-                site=daemon.site.site,
-                batches=len(engine.batches),
-                instruments={n: daemon.cell.is_up(n) for n in daemon.instruments.by_name},
-            )
-            notify.ready(f"serving {daemon.api_url or 'no API'}; {len(engine.batches)} batches")
-            if on_ready is not None:
-                on_ready(daemon)
-            await stop.wait()
-            log.info("stopping")
-            notify.stopping("stopping")
-            tg.cancel_scope.cancel()
+                notify.ready(f"serving {daemon.api_url or 'no API'}; {len(engine.batches)} batches")
+                if on_ready is not None:
+                    on_ready(daemon)
+                await stop.wait()
+                log.info("stopping")
+                notify.stopping("stopping")
+                tg.cancel_scope.cancel()  # the runners and the API first
+            instruments.cancel_scope.cancel()
     finally:
         daemon.bus.close()
         with anyio.CancelScope(shield=True):

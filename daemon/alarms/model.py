@@ -47,6 +47,12 @@ class Change:
     reason: str = ""
     signed_by: str = ""  # the printed name of a shelving's signer
 
+    def line(self) -> str:
+        signed = f" (signed by {self.signed_by})" if self.signed_by else ""
+        why = f": {self.reason}" if self.reason else ""
+        change = f"{self.event} {self.old or '-'} -> {self.new}"
+        return f"{self.at[:19]}Z {change} by {self.by}{signed}{why}"
+
 
 @dataclass(frozen=True, slots=True)
 class Alarm:
@@ -91,6 +97,10 @@ class Alarm:
             "task_id": self.task_id,
             "user": self.user,
         }
+
+    def history_lines(self) -> tuple[str, ...]:
+        """Its history as readable lines (the batch record's alarms section)."""
+        return tuple(c.line() for c in self.history)
 
     def as_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

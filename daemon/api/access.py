@@ -39,6 +39,7 @@ ACTIONS: Final[dict[str, str]] = {
     "show_batch": "read",
     "batch_records": "read",
     "batch_signatures": "read",
+    "batch_record": "read",
     "start_batch": "batch.start",
     "command_batch": "batch.command.{command}",
     "confirm_step": "batch.confirm",

@@ -148,6 +148,16 @@ class Client:
     def post(self, path: str, body: Any) -> Answer:
         return self.request("POST", path, json_body=body)
 
+    def download(self, path: str, params: Mapping[str, Any] | None = None) -> tuple[bytes, str]:
+        """A document the API answers (not JSON): its bytes and media type."""
+        try:
+            response = self.http.get(path, params=params, headers={"accept": "*/*"})
+        except httpx.TransportError as exc:
+            raise Unreachable(f"no daemon answers at {self.target.url}: {_why(exc)}") from None
+        if response.status_code >= 400:
+            _answer(response)
+        return response.content, response.headers.get("content-type", "")
+
     def events(
         self, kinds: Sequence[str] = (), batches: Sequence[str] = ()
     ) -> Iterator[tuple[str, dict[str, Any], str]]:

@@ -481,7 +481,14 @@ class Directory:
         return await self._update(act, name, "locked", False, "user.unlock")
 
     async def set_roles(self, act: Act, name: str, roles: Iterable[str]) -> User:
-        return await self._update(act, name, "roles", check_roles(roles), "user.roles")
+        wanted = check_roles(roles)
+        if act.actor.user_id is not None and act.actor.user_id == self.user(name).id:
+            # an admin is not implicitly QA (issue #11): nor may one make oneself QA, or
+            # anything else; the change is another admin's to make, and audited as theirs
+            raise RequestRefused(
+                f"{name} cannot change their own roles; another admin must", "name", 403
+            )
+        return await self._update(act, name, "roles", wanted, "user.roles")
 
     async def passwd(
         self, act: Act, name: str, password: str, *, old: str | None = None, keep: str = ""

@@ -126,6 +126,10 @@ class Engine:
         self._tg: anyio.abc.TaskGroup | None = None
         self._running: set[str] = set()
         self._followed: set[int] = set()
+        # (shuttle, bay) -> batches whose cartridge is there or moving into or out of it
+        # (Occupancy.occupant, asked for every candidate bay of every unit request)
+        self._bays: dict[tuple[str, str], set[str]] = {}
+        self._bays_of: dict[str, frozenset[tuple[str, str]]] = {}
         self.loaded = False
         self.reconciled = anyio.Event()  # every batch of the replay taken up (taken_up)
         self.taking_up: set[str] = set()  # batches whose runner has not yet taken them up
@@ -150,8 +154,9 @@ class Engine:
                 self._next_batch = max(self._next_batch, number + 1)
             elif isinstance(rec, r.JobIntent):
                 self._next_job = max(self._next_job, ids.job_number(rec.job_seq) + 1)
-        for bid in self.batches:
+        for bid, b in self.batches.items():
             self._init_batch(bid)
+            self._place(b)
         self.loaded = True
         log.info("journal replayed", batches=len(self.batches), records=len(pairs))
 
@@ -262,6 +267,7 @@ class Engine:
         seqs = await self.journal.append(*stamped, then=then)
         b = dataclasses.replace(b, last_seq=seqs[-1])
         self.batches[batch_id] = b
+        self._place(b)
         for rec in stamped:
             self._announce(b, rec)
         self._changes[batch_id].wake()
@@ -306,6 +312,12 @@ class Engine:
     ) -> Batch:
         """Pin the recipe, resolve its parameters, journal a new batch (and Start it)."""
         status = self.approval(recipe.hash)
+        if status == "retired":  # withdrawn by QA: not even a development site runs it
+            raise EngineError(
+                f"recipe {recipe.name} {recipe.version} (sha256 {recipe.hash[:12]}) is retired; "
+                "no batch starts on it",
+                "recipe",
+            )
         unapproved = status != "approved"
         if unapproved and not self.allow_unapproved:
             raise EngineError(
@@ -481,21 +493,36 @@ class Engine:
         return seq
 
     # ------------------------------------------------------------------ Occupancy
-    def occupant(self, shuttle: str, unit: str) -> str | None:
-        for b in self.batches.values():
-            if b.shuttle != shuttle:
-                continue
-            if b.location == unit:
-                return b.batch_id
+    def _place(self, b: Batch) -> None:
+        """Keep the bay index in step with the batch (after every change of it)."""
+        bays: set[tuple[str, str]] = set()
+        if b.shuttle:
+            if b.location:
+                bays.add((b.shuttle, b.location))
             t = b.task
-            if (
-                t is not None
-                and t.kind == "move"
-                and t.phase != "ended"
-                and unit in (t.unit, t.origin)
-            ):
-                return b.batch_id
-        return None
+            if t is not None and t.kind == "move" and t.phase != "ended":
+                bays.update(((b.shuttle, t.unit), (b.shuttle, t.origin)))
+        new = frozenset(bays)
+        old = self._bays_of.get(b.batch_id, frozenset())
+        if new == old:
+            return
+        for key in old - new:
+            holders = self._bays[key]
+            holders.discard(b.batch_id)
+            if not holders:
+                del self._bays[key]
+        for key in new - old:
+            self._bays.setdefault(key, set()).add(b.batch_id)
+        self._bays_of[b.batch_id] = new
+
+    def occupant(self, shuttle: str, unit: str) -> str | None:
+        holders = self._bays.get((shuttle, unit))
+        if not holders:
+            return None
+        if len(holders) == 1:
+            return next(iter(holders))
+        # never two physically; as the scan over the batches did: the first created
+        return next(bid for bid in self.batches if bid in holders)
 
     def parkable(self, batch_id: str) -> bool:
         b = self.batches[batch_id]

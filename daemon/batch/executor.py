@@ -184,8 +184,13 @@ async def move_to(engine: Engine, batch_id: str, to: str, step: str = "") -> Non
     view = engine.cell.shuttles[shuttle]
     _require_up(engine, shuttle, f"move {b.cartridge_id} to {to}")
     if to != icd.OUTPUT_PORT:
-        # the bay may still be emptying (its cartridge being parked)
-        await engine.cell.wait(shuttle, to, lambda: not view.units[to].cartridge_id or not view.up)
+        # the bay may still be emptying (its cartridge being parked). A lost link ends
+        # the wait as a link hold: "not up" must not pass for "empty" once it is back
+        def emptied() -> str:
+            return "down" if not view.up else "" if view.units[to].cartridge_id else "empty"
+
+        if await engine.cell.wait(shuttle, to, emptied) == "down":
+            _require_up(engine, shuttle, f"move {b.cartridge_id} to {to}")
     await engine.scheduler.transport_of(batch_id, b.priority + 1000, shuttle)
     try:
         _require_up(engine, shuttle, f"move {b.cartridge_id} to {to}")

@@ -15,7 +15,10 @@ the daemon's error names it), ``start --batch ID --reason TEXT`` (the ISA-88 Sta
 reset batch), ``list [--state S ...]``, ``show ID [--records | --signatures]``,
 ``hold|restart|pause|resume|stop|abort|reset ID --reason TEXT``, ``confirm ID STEP
 --reason TEXT``, ``release ID --reason TEXT``, ``watch [ID ...]`` (live progress until
-every watched batch is final; without ids, the batches not final when it starts).
+every watched batch is final; without ids, the batches not final when it starts),
+``report ID [-o FILE] [--pdf]`` (the electronic batch record, one self-contained HTML
+file, or PDF with ``--pdf`` or a FILE ending in .pdf; default ``ID-record.html`` here;
+prints the file's path).
 
 Who asks is the user signed in with ``cellfab login`` (its token is sent); stop, abort,
 release and a confirmation of a qa prompt are electronic signatures: the password is
@@ -36,6 +39,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Final
 
 from daemon.api.client import Client, ClientError
@@ -111,6 +115,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     release.add_argument("batch_id", metavar="ID")
     reason_argument(release, "you release it")
     release.set_defaults(func=_run(cmd_release))
+
+    report = sub.add_parser(
+        "report", parents=[parent], help="write the electronic batch record (HTML or PDF)"
+    )
+    report.add_argument("batch_id", metavar="ID")
+    report.add_argument("-o", "--output", metavar="FILE", help="where (default: ID-record.html)")
+    report.add_argument("--pdf", action="store_true", help="PDF instead of HTML")
+    report.set_defaults(func=_run(cmd_report))
 
     watch = sub.add_parser("watch", parents=[parent], help="live progress until final")
     watch.add_argument("batch_ids", nargs="*", metavar="ID")
@@ -247,6 +259,22 @@ def cmd_release(args: argparse.Namespace, api: Client) -> int:
         "password": ask_password(f"Release {args.batch_id}: password to sign: "),
     }
     return _print_batch(args, api.post(f"/batches/{args.batch_id}/release", body), detail=True)
+
+
+def cmd_report(args: argparse.Namespace, api: Client) -> int:
+    as_pdf = args.pdf or (args.output or "").lower().endswith(".pdf")
+    path = Path(args.output or f"{args.batch_id}-record.{'pdf' if as_pdf else 'html'}")
+    if path.is_dir():
+        raise ClientError(f"-o {path}: is a folder; name a file")
+    document, _media = api.download(
+        f"/batches/{args.batch_id}/record", {"format": "pdf" if as_pdf else "html"}
+    )
+    try:
+        path.write_bytes(document)
+    except OSError as exc:
+        raise ClientError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(json.dumps({"path": str(path.resolve())}) if args.json else path.resolve())
+    return EXIT_OK
 
 
 def _print_batch(args: argparse.Namespace, answer: Any, *, detail: bool = False) -> int:

@@ -34,6 +34,7 @@ State diagram of one request::
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class _Request:
     shuttle: str = ""
     capability: str = ""
     location: str = ""
+    key: tuple[float, float, int] = (0.0, 0.0, 0)  # policy order (Scheduler._key)
     future: asyncio.Future[str] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -94,7 +96,8 @@ class Scheduler:
         self.now = now
         self.aging_seconds = aging_hours * 3600.0
         self.reserve = reserve
-        self._pending: list[_Request] = []
+        self._pending: list[_Request] = []  # in policy order
+        self._epoch = now()
         self._seq = itertools.count()
         self.reserved: dict[tuple[str, str], str] = {}  # (shuttle, unit) -> batch
         self.parking: dict[tuple[str, str], str] = {}  # (shuttle, unit) -> batch parking there
@@ -143,7 +146,8 @@ class Scheduler:
         )
 
     async def _wait(self, req: _Request) -> str:
-        self._pending.append(req)
+        req.key = self._key(req)
+        bisect.insort(self._pending, req, key=lambda r: r.key)
         self.dispatch()
         try:
             return await req.future
@@ -199,20 +203,33 @@ class Scheduler:
             self.release_job(granted, req.capability)
 
     # ------------------------------------------------------------------ policy
-    def _key(self, req: _Request, now: float) -> tuple[float, float, int]:
-        aged = req.priority + (now - req.ready_pt) / self.aging_seconds
+    def _key(self, req: _Request) -> tuple[float, float, int]:
+        """Policy order. The aged priority ``priority + (now - ready) / aging`` grows at
+        the same rate for every request, so the order of two requests never changes
+        with time: it is the order of ``priority - ready / aging`` (from the epoch, for
+        precision), and pending requests are kept sorted once instead of on every
+        dispatch."""
+        aged = req.priority - (req.ready_pt - self._epoch) / self.aging_seconds
         return (-aged, req.ready_pt, req.order)
 
     def dispatch(self) -> None:
         """Grant what can be granted now, in policy order (called on every change)."""
         if not self._pending:
             return
-        now = self.now()
-        for req in sorted(self._pending, key=lambda r: self._key(r, now)):
+        # a transport, an admission or an analyzer slot refused in this pass is refused
+        # to every later request of the same kind and shuttle (nothing in the check is
+        # the request's own, and grants only take resources): skip those
+        refused: set[tuple[str, str]] = set()
+        for req in list(self._pending):
             if req.future.done():
                 self._pending.remove(req)
                 continue
+            group = (req.kind, req.shuttle)
+            if group in refused:
+                continue
             granted = self._try(req)
+            if granted is None and req.kind != "unit":
+                refused.add(group)
             if granted is not None:
                 self._pending.remove(req)
                 self.grants += 1
@@ -221,6 +238,11 @@ class Scheduler:
     def _try(self, req: _Request) -> str | None:
         if req.kind == "transport":
             if req.shuttle in self.transport or not self.cell.is_up(req.shuttle):
+                return None
+            # a batch held by a lost link let the transport go while its move went on:
+            # a Move now would be refused (transport not Idle); its TransportChanged
+            # to Idle dispatches again
+            if self.cell.shuttles[req.shuttle].transport_state == icd.TransportState.MOVING:
                 return None
             self.transport[req.shuttle] = req.batch_id
             return req.shuttle
@@ -248,7 +270,10 @@ class Scheduler:
         units = list(self.cell.shuttles[req.shuttle].units.values())
         free = self._free(req.shuttle)
         empty = [u for u in units if usable(u) and free(u)]
-        if len(empty) < 1 + (self.reserve if len([u for u in units if usable(u)]) > 1 else 0):
+        # the reserve is waived only for a one-bay shuttle: waived whenever one bay was
+        # usable (the other out of service), it let that bay fill, and once the other
+        # was back two cartridges could each need the other's bay with none to park in
+        if len(empty) < 1 + (self.reserve if len(units) > 1 else 0):
             return None
         bay = least_scarce(empty, scarcity(units))
         assert bay is not None
@@ -259,11 +284,18 @@ class Scheduler:
         shuttle = req.shuttle
         units = list(self.cell.shuttles[shuttle].units.values())
         candidates = [u for u in units if req.capability in u.capabilities and usable(u)]
-        # the bay its cartridge is in now: it may have been parked since it asked
-        here = req.location if self.occ.occupant(shuttle, req.location) == req.batch_id else ""
-        mine = [u for u in candidates if u.unit == here]
-        if mine and self.reserved.get((shuttle, here), req.batch_id) == req.batch_id:
-            return self._grant_unit(req, here)
+        # the bay its cartridge is in (or moving into or out of) is its own, wherever it
+        # asked from: it may have been parked since, out of that bay or into this one
+        own = [
+            u
+            for u in candidates
+            if self.occ.occupant(shuttle, u.unit) == req.batch_id
+            and (shuttle, u.unit) not in self.vacating  # not while it is parked out
+        ]
+        own.sort(key=lambda u: u.unit != req.location)
+        for u in own:
+            if self.reserved.get((shuttle, u.unit), req.batch_id) == req.batch_id:
+                return self._grant_unit(req, u.unit)
         free = self._free(shuttle)
         scarce = scarcity(units)
         choice = least_scarce([u for u in candidates if free(u)], scarce)
@@ -280,6 +312,10 @@ class Scheduler:
                 continue
             occupant = self.occ.occupant(shuttle, u.unit)
             if occupant is None or occupant == req.batch_id or not self.occ.parkable(occupant):
+                continue
+            if occupant in self.reserved.values():
+                # granted a unit itself (it moves out on its own): parking it too would
+                # let two batches each wait, cartridge lock held, for the other's bay
                 continue
             bay = parking_bay(units, u.unit, free, scarce)
             if bay is None:

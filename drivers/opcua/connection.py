@@ -165,6 +165,7 @@ class Connection:
                 raise
         finally:
             client.disconnect_socket()
+            _cancel_leftovers(client)
 
     def forget(self) -> None:
         """The driver closed: no event until the next connect, nothing to diff against."""
@@ -399,3 +400,21 @@ _MISSING: Final = _Missing()
 def _value(dv: ua.DataValue) -> Any:
     v = dv.Value
     return None if v is None else v.Value
+
+
+def _cancel_leftovers(client: Client) -> None:
+    """Cancel the background tasks of an asyncua client whose ``disconnect`` did not run
+    to its end. ``Client.disconnect`` cancels them one after another and then closes the
+    session; cut short (our 1 s limit on a silent server, or a cancellation), it leaves
+    the rest running on a closed socket: the publish loop logs a traceback every second
+    forever, and the connection supervisor may even reconnect a client nobody owns.
+    asyncua 2.1.0 (pinned, decision 0001) keeps them in these attributes."""
+    tasks = [
+        getattr(client, "_supervisor_task", None),
+        getattr(client, "_stale_watchdog_task", None),
+        getattr(client, "_renew_channel_task", None),
+        getattr(client.uaclient, "_publish_task", None),
+    ]
+    for task in tasks:
+        if task is not None and not task.done():
+            task.cancel()

@@ -70,6 +70,7 @@ async def test_openapi_describes_every_route_and_its_error_body(api: httpx.Async
         "/batches/{batch_id}/records",
         "/batches/{batch_id}/release",
         "/batches/{batch_id}/signatures",
+        "/batches/{batch_id}/record",
         "/recipes",
         "/recipes/submit",
         "/recipes/{sha256}/approve",

@@ -169,10 +169,14 @@ async def test_the_last_admin_cannot_be_disabled_or_lose_the_role(world: World) 
     d = world.directory
     with pytest.raises(RequestRefused, match="last enabled admin"):
         await d.set_enabled(ADMIN, "admin1", False)
-    with pytest.raises(RequestRefused, match="last enabled admin"):
-        await d.set_roles(ADMIN, "admin1", ["qa"])
-    await d.add(ADMIN, "admin2", "Al Second", ["admin"], PASSWORD)
-    assert (await d.set_roles(ADMIN, "admin1", ["qa"])).roles == {"qa"}
+    with pytest.raises(RequestRefused, match="cannot change their own roles"):
+        await d.set_roles(ADMIN, "admin1", ["qa"])  # the only admin: nobody else may
+    second = await d.add(ADMIN, "admin2", "Al Second", ["admin"], PASSWORD)
+    with pytest.raises(RequestRefused, match="cannot change their own roles") as own:
+        await d.set_roles(ADMIN, "admin1", ["admin", "qa"])  # an admin making itself QA
+    assert own.value.status == 403 and d.user("admin1").roles == {"admin"}
+    other = Act(Actor("admin2", second.id, "admin"), "staff change")
+    assert (await d.set_roles(other, "admin1", ["qa"])).roles == {"qa"}
 
 
 @pytest.mark.parametrize(

@@ -200,3 +200,30 @@ async def test_security_events_reach_the_event_stream_and_the_audit(strict: Runn
     actions = [r["action"] for r in rows]
     assert actions[0] == "user.add" and actions.count("auth.signin_failed") == 5
     assert actions[-2:] == ["auth.locked", "user.unlock"]
+
+
+@pytest.fixture(scope="module")
+def dev(sim_cell: SimTwins, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
+    """A development daemon: its site allows unapproved (draft) recipes."""
+    folder = tmp_path_factory.mktemp("dev")
+    (folder / "recipes").mkdir()
+    (folder / "recipes" / "withdrawn.yaml").write_text(WITHDRAWN)
+    site = daemon_site(sim_cell, folder / "journal.sqlite", extra_recipes=[folder / "recipes"])
+    assert site.policy.allow_unapproved_recipes
+    with running_daemon(site) as running:
+        running.hire()
+        yield running
+
+
+WITHDRAWN = QC_ONLY.replace("recipe: qc_only", "recipe: withdrawn")
+
+
+async def test_a_retired_recipe_starts_no_batch_even_where_drafts_may(dev: RunningDaemon) -> None:
+    """Retirement is QA withdrawing a process; a development site runs drafts, never that."""
+    sha = (await post(dev, "qa1", "/recipes/submit", 200, text=WITHDRAWN, reason="new"))[
+        "recipe_hash"
+    ]
+    await post(dev, "qa2", f"/recipes/{sha}/approve", 200, password=PASSWORD, reason="ok")
+    await post(dev, "qa1", f"/recipes/{sha}/retire", 200, password=PASSWORD, reason="withdrawn")
+    refused = await post(dev, "op1", "/batches", 422, recipe="withdrawn", cartridge_id=fresh("C"))
+    assert refused["field"] == "recipe" and "is retired" in refused["detail"]

@@ -182,6 +182,7 @@ def cli_commands(batch_id: str, recipe: Path) -> list[tuple[list[str], str, int]
             2,
         ),
         (["audit", "export", "--batch", b], "audit.read", 0),
+        (["batch", "report", b, "-o", os.devnull], "read", 0),
         (["alarm", "list"], "read", 0),
         (["alarm", "list", "--all", "--batch", b], "read", 0),
         (["alarm", "show", "A9999"], "read", 0),

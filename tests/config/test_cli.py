@@ -53,7 +53,7 @@ def test_validate_reports_every_error_and_exits_1(
         "  hint: The Cell Shuttles (at least one)\n"
         f"{bad}:8:1: error: unknown key 'shuttels' [path shuttels]\n"
         "  hint: did you mean 'shuttles'? keys allowed here: site, clock, journal, api, policy, "
-        "recipes, shuttles, analyzers, balances\n"
+        "auth, recipes, shuttles, analyzers, balances\n"
         f"{bad}:25:71: error: parity text ('X') is not one of N, E, O "
         "[path analyzers[1].rtu.parity]\n"
         "  hint: N (none), E (even) or O (odd)\n"

@@ -1,4 +1,5 @@
-"""Batches: list, show, start, ISA-88 commands, confirm, release, records, signatures.
+"""Batches: list, show, start, ISA-88 commands, confirm, release, records, signatures,
+and the electronic batch record (``daemon.record``: HTML, or PDF with ``format=pdf``).
 
 Every answer about a batch is read from the engine's ``Batch`` values (the journal's
 view); every change goes through the engine (``create``, ``command``, ``confirm``),
@@ -13,14 +14,17 @@ then the change commits with its signature (``daemon.audit.batches``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+import functools
+from typing import Annotated, Any, Final, Literal
 
 import anyio
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import HTMLResponse
 
 from daemon.api import views
 from daemon.api.access import SignedIn, acting_role
 from daemon.api.routes import Api, signing_of
+from daemon.api.routes.alarms import record_alarms
 from daemon.api.schemas import (
     BatchDetail,
     BatchSummary,
@@ -38,6 +42,7 @@ from daemon.audit.entries import Act
 from daemon.audit.errors import RequestRefused
 from daemon.batch.machine import Batch
 from daemon.batch.states import BatchState
+from daemon.record import PdfUnavailable, RecordError, gather, html, pdf
 from daemon.supervisor import Daemon
 
 router = APIRouter(prefix="/batches", tags=["batches"])
@@ -193,3 +198,44 @@ async def batch_records(
     api.engine.batch(batch_id)
     pairs = await anyio.to_thread.run_sync(api.journal.batch_records, batch_id)
     return [views.record(seq, rec) for seq, rec in pairs if seq > after][:limit]
+
+
+@router.get(
+    "/{batch_id}/record",
+    name="batch_record",
+    responses={
+        200: {
+            "description": "The record: one HTML page, or PDF",
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        404: _E[404],
+        409: {"model": ErrorOut, "description": "PDF asked of a daemon that cannot make it"},
+    },
+)
+async def batch_record(
+    batch_id: BatchId,
+    api: Api,
+    format: Annotated[Literal["html", "pdf"], Query(description="html (default) or pdf")] = "html",
+) -> Response:
+    """The electronic batch record: chain of identity, recipe and its approval,
+    parameters, every step and task, QC results against their limits, deviations,
+    commands, signatures (each verified) and the audit extract, with a timeline; one
+    self-contained HTML page, or PDF."""
+    api.engine.batch(batch_id)
+    alarms = record_alarms(api.journal.path)  # the alarms of the batch, from the journal
+    try:
+        record = await anyio.to_thread.run_sync(
+            functools.partial(gather, api.journal.path, batch_id, alarms=alarms)
+        )
+    except RecordError as exc:  # records that do not replay: a damaged journal, said as such
+        raise RequestRefused(f"no batch record: {exc}", "batch_id", 409) from None
+    if format == "pdf":
+        try:
+            document = await anyio.to_thread.run_sync(pdf, record)
+        except PdfUnavailable as exc:
+            raise RequestRefused(str(exc), "format", 409) from None
+        return Response(document, media_type="application/pdf")
+    return HTMLResponse(await anyio.to_thread.run_sync(html, record))

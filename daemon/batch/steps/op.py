@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from daemon.batch import executor as ex
-from daemon.batch.machine import Task
+from daemon.batch.machine import Batch, Task
 from daemon.batch.steps.common import Next, StepCtx
 from daemon.journal import records as r
 from drivers.icd import ResultStatus, UnitState
@@ -27,6 +27,17 @@ def visit_task(ctx: StepCtx) -> Task | None:
     if t is None or t.kind != "program" or t.step != ctx.step or t.started_pt < b.step_started_pt:
         return None
     return t
+
+
+def where(b: Batch) -> str:
+    """Where the cartridge is, for a unit request: an unfinished move (a lost link held
+    the batch before its MoveEnded) counts as arrived, since the next move_to resumes
+    it first. Asking from the origin instead would not see the destination bay as the
+    batch's own, and a batch can then wait for itself."""
+    t = b.task
+    if t is not None and t.kind == "move" and t.phase != "ended":
+        return t.unit
+    return b.location
 
 
 def handled(ctx: StepCtx, t: Task, kind: str | None = None) -> bool:
@@ -53,7 +64,7 @@ async def run_program(ctx: StepCtx, program: str, params_of: Any) -> Task:
     if t is None:
         # an unreachable shuttle holds the batch for its link, rather than queue unseen
         ex.require_link(engine, b.shuttle, f"{program} for step {ctx.step}")
-        unit = await engine.scheduler.unit(bid, b.priority, b.shuttle, program, b.location)
+        unit = await engine.scheduler.unit(bid, b.priority, b.shuttle, program, where(b))
     else:
         unit = t.unit
         engine.scheduler.reserved[(b.shuttle, unit)] = bid

@@ -279,3 +279,42 @@ async def test_a_failed_resync_attempt_does_not_hide_changes_from_the_next(
     faults = [e for e in seen if isinstance(e, FaultChanged) and e.location == unit]
     assert [e.code for e in faults] == [11]
     await drv.clear(unit)
+
+
+async def test_a_close_the_server_never_answers_leaves_no_asyncua_task(
+    shuttle_target: Target,
+) -> None:
+    """A driver closed while the wire is stalled cannot finish asyncua's disconnect (the
+    CloseSession request is never answered, the driver gives up after its limit); no
+    task of the asyncua client (publish loop, channel renewal, connection supervisor)
+    may outlive the close, or it logs a traceback every second and could reconnect a
+    client nobody owns."""
+    import asyncio
+    import os
+
+    from drivers.opcua import OpcUaShuttle
+    from tests.support.shuttle_target import FAST
+
+    def asyncua_tasks() -> list[str]:
+        """Tasks running a coroutine defined in asyncua's own files."""
+        found = []
+        for task in asyncio.all_tasks():
+            code = getattr(task.get_coro(), "cr_code", None)
+            if code is not None and f"{os.sep}asyncua{os.sep}" in code.co_filename:
+                found.append(code.co_qualname)
+        return sorted(found)
+
+    proxy = shuttle_target.proxy
+    await proxy.clear()
+    before = asyncua_tasks()
+    try:
+        async with OpcUaShuttle(
+            "shuttle", shuttle_target.proxy_url, shuttle_target.security, FAST
+        ) as drv:
+            await drv.units()
+            assert len(asyncua_tasks()) > len(before)  # connected: asyncua's tasks run
+            await proxy.stall(None)
+        await asyncio.sleep(0)  # let the cancelled tasks end
+        assert asyncua_tasks() == before
+    finally:
+        await proxy.clear()
