@@ -6,6 +6,7 @@ This module owns the order of things in ``cellfab run``::
       -> replay it (every batch as the journal says)
       -> connect the drivers (an unreachable instrument is retried in the background;
          its batches hold with a deviation when they need it, the others go on)
+      -> the alarms: replayed, reconciled with the cell, then following the bus
       -> start a runner per batch (each reconciles its in-flight step with the
          instruments before it goes on)
       -> serve the API -> reconciled (every runner has taken up its batch: the
@@ -32,6 +33,7 @@ from typing import Final
 import anyio
 import structlog
 
+from daemon.alarms.manager import AlarmManager
 from daemon.audit.batches import BatchAuditor
 from daemon.audit.trail import AuditTrail
 from daemon.auth.directory import Directory
@@ -72,6 +74,7 @@ class Daemon:
     directory: Directory  # users, sign-in, signatures (daemon.auth)
     lifecycle: RecipeLifecycle  # recipe statuses by hash (daemon.lifecycle)
     metrics: Metrics
+    alarms: AlarmManager  # ISA-18.2 alarms (daemon.alarms)
     api_url: str = ""  # where the API listens once it serves (daemon.api.server)
 
     def library(self) -> Library:
@@ -122,6 +125,17 @@ def build(site: Site, *, journal: Journal | None = None) -> Daemon:
             site=site.site,
         )
     metrics = Metrics(engine, cell, instruments, journal)
+    alarms = AlarmManager(
+        trail,
+        journal,
+        cell,
+        bus,
+        directory,
+        out_of_service=oos,
+        instruments=instruments.by_name,
+    )
+    alarms.load()
+    metrics.alarms_from(alarms.metric_samples)  # cellfab_alarms{priority,state}
     return Daemon(
         site,
         journal,
@@ -135,6 +149,7 @@ def build(site: Site, *, journal: Journal | None = None) -> Daemon:
         directory,
         lifecycle,
         metrics,
+        alarms,
     )
 
 
@@ -168,6 +183,8 @@ async def serve(
                 up = {n: daemon.cell.is_up(n) for n in daemon.instruments.by_name}
                 log.info("instruments tried", instruments=up)  # each connected, or found down
                 notify.status(f"reconciling {len(engine.batches)} batches with the instruments")
+                # the alarms replay the journal before any runner can write to it
+                await tg.start(daemon.alarms.run)
                 await tg.start(engine.run)
                 if api:
                     from daemon.api.server import serve_api

@@ -1,7 +1,7 @@
 """The FastAPI application of one daemon: routes, error handling, limits, the role check.
 
 Routes: auth (sign-in), users, batches, recipes and their lifecycle, instruments,
-events, audit.
+events, audit, alarms.
 
 ``create_app(daemon)`` is the only way an app is made: the daemon in ``app.state``,
 the error handlers (``daemon.api.errors``), ``authorize`` on every route
@@ -28,6 +28,7 @@ from daemon.api import errors
 from daemon.api.access import authorize
 from daemon.api.events import Streams
 from daemon.api.routes import (
+    alarms,
     audit,
     auth,
     batches,
@@ -79,6 +80,7 @@ def create_app(daemon: Daemon) -> FastAPI:
         instruments,
         events,
         audit,
+        alarms,
         metrics,
     ):
         app.include_router(module.router, responses=ERRORS)

@@ -51,6 +51,7 @@ KINDS: Final = (
     "job",
     "record",
     "security",  # daemon.auth.security: failed sign-ins, a locked account
+    "alarm",  # daemon.alarms: every change of an alarm (its state, what it is tied to)
 )
 KEEPALIVE: Final = format_sse_event(comment="keep-alive")
 

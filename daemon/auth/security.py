@@ -8,10 +8,10 @@
 * ``signin_failed``: a failed sign-in or signature password (``failed`` counts them);
 * ``account_unlocked``: an admin unlocked it.
 
-The hook for the alarms (issue #11, another session): subscribe to the bus with
-``bus.subscribe(frozenset({"security"}))`` and raise a security alarm for every
-``account_locked`` (the event carries user, user_id, failed and detail); the audit trail
-already holds the facts (actions ``auth.locked``, ``auth.signin_failed``).
+The alarms (``daemon.alarms.manager``) follow the bus's ``security`` events and raise
+an ``account_locked`` alarm (high) for every ``account_locked``, back to normal once
+``account_unlocked``; the audit trail already holds the facts (actions ``auth.locked``,
+``auth.signin_failed``).
 """
 
 from __future__ import annotations

@@ -83,7 +83,13 @@ class Deviated(Exception):
 
     async def record(self, engine: Engine, batch_id: str, prefix: str = "") -> Batch:
         return await deviation(
-            engine, batch_id, self.kind, prefix + self.message, unit=self.unit, task_id=self.task_id
+            engine,
+            batch_id,
+            self.kind,
+            prefix + self.message,
+            unit=self.unit,
+            task_id=self.task_id,
+            instrument=self.instrument,
         )
 
 
@@ -675,6 +681,7 @@ async def deviation(
     step: str = "",
     unit: str = "",
     task_id: str = "",
+    instrument: str = "",
 ) -> Batch:
     b = engine.batch(batch_id)
     for d in b.deviations:  # a resumed step must not record the same deviation twice
@@ -698,5 +705,6 @@ async def deviation(
             step=step or b.step,
             unit=unit,
             task_id=task_id,
+            instrument=instrument,
         ),
     )

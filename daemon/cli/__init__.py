@@ -43,6 +43,7 @@ GROUPS: Final[dict[str, tuple[str, str]]] = {
     "login": ("daemon.cli.login", "sign in to the daemon (the token is kept for you)"),
     "logout": ("daemon.cli.logout", "sign out: revoke the kept token"),
     "audit": ("daemon.cli.audit", "verify and export the audit trail"),
+    "alarm": ("daemon.cli.alarm", "list, acknowledge and shelve alarms (a client of the API)"),
 }
 
 

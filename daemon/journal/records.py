@@ -169,6 +169,7 @@ class Deviation(Record):
     step: str = ""
     unit: str = ""
     task_id: str = ""
+    instrument: str = ""  # the instrument whose link was lost (kind "link")
 
 
 # --------------------------------------------------------------------------- instruments

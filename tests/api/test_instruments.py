@@ -93,6 +93,10 @@ async def test_openapi_describes_every_route_and_its_error_body(api: httpx.Async
         "/users/{name}/roles",
         "/audit",
         "/metrics",
+        "/alarms",
+        "/alarms/{alarm_id}",
+        "/alarms/{alarm_id}/ack",
+        "/alarms/{alarm_id}/shelve",
     }
     assert "ErrorOut" in doc["components"]["schemas"]
     start = doc["components"]["schemas"]["StartIn"]

@@ -100,7 +100,11 @@ def routes(doc: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
             template = ACTIONS[op["operationId"]]
             for command in COMMANDS if "{command}" in path else ("",):
                 filled = path.format(
-                    batch_id="B9999-ZZZ", command=command, name="nobody", sha256="0" * 64
+                    batch_id="B9999-ZZZ",
+                    command=command,
+                    name="nobody",
+                    sha256="0" * 64,
+                    alarm_id="A9999",
                 )
                 yield method.upper(), filled, template.format(command=command)
 
@@ -179,6 +183,11 @@ def cli_commands(batch_id: str, recipe: Path) -> list[tuple[list[str], str, int]
         ),
         (["audit", "export", "--batch", b], "audit.read", 0),
         (["batch", "report", b, "-o", os.devnull], "read", 0),
+        (["alarm", "list"], "read", 0),
+        (["alarm", "list", "--all", "--batch", b], "read", 0),
+        (["alarm", "show", "A9999"], "read", 0),
+        (["alarm", "ack", "A9999", "--reason", "x"], "alarm.ack", 0),
+        (["alarm", "shelve", "A9999", "--duration", "60", "--reason", "x"], "alarm.shelve", 1),
     ]
     for command in ("hold", "restart", "pause", "resume", "reset", "stop", "abort"):
         out.append(

@@ -201,7 +201,10 @@ def test_hostile_text_is_text_and_the_page_is_self_contained(finished: Finished)
     audit = p.rows("audit")
     assert any(a["Reason"] == SCRIPT for a in audit)
     assert {a["Action"] for a in audit} >= {"batch.create", "batch.confirm", "batch.release"}
-    assert p.text["alarms-unwired"].startswith("No alarm source is wired")
+    # the alarms are wired (daemon.alarms): the timeout's alarm, raised and returned
+    [alarm] = p.rows("alarms")
+    assert (alarm["Kind"], alarm["Priority"], alarm["Step"]) == ("timeout", "medium", "labels")
+    assert "raise" in alarm["History"] and "clear" in alarm["History"]
 
 
 async def test_a_tampered_signed_record_shows_invalid(
