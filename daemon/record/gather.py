@@ -10,10 +10,8 @@ approval and that signature). The recipe is the text pinned in ``BatchCreated``,
 loaded again, which gives the steps' kinds, units of values and the limits
 (``daemon.record.limits``).
 
-Alarms come from an optional ``AlarmSource`` (a callable: batch id -> alarms). The
-alarm system (issue #11, ``daemon/alarms``) is not part of this branch: HOOK(alarms):
-pass its reader as ``alarms=`` here (``daemon.api.routes.batches.batch_record`` does
-the call); without one the record says that no alarm source is wired.
+Alarms come from an ``AlarmSource`` (a callable: batch id -> alarms); by default the
+alarms the same journal holds (``daemon.record.alarms``, from ``daemon.alarms``).
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ from daemon.journal import records as r
 from daemon.recipe import Recipe, load_recipe_text
 from daemon.recipe.names import SAMPLE_RESULTS
 from daemon.record import model as m
+from daemon.record.alarms import journal_alarms
 from daemon.record.limits import Condition, conditions, limits_for
 
 __all__ = ["AlarmSource", "RecordError", "UnknownBatch", "gather"]
@@ -91,7 +90,7 @@ def gather(
         approval=approval,
         signatures=all_signatures,
         audit=tuple(audit),
-        alarms=_alarms(alarms, batch_id),
+        alarms=_alarms(alarms if alarms is not None else journal_alarms(path), batch_id),
     )
 
 
@@ -141,10 +140,8 @@ def _signature(row: Mapping[str, Any]) -> m.Signature:
     )
 
 
-def _alarms(source: AlarmSource | None, batch_id: str) -> m.Alarms:
-    if source is None:
-        return m.Alarms(wired=False)
-    return m.Alarms(wired=True, alarms=tuple(source(batch_id)))
+def _alarms(source: AlarmSource, batch_id: str) -> m.Alarms:
+    return m.Alarms(alarms=tuple(source(batch_id)))
 
 
 def utc(at: float | str) -> str:

@@ -223,9 +223,8 @@ class Alarm:
 
 @dataclass(frozen=True, slots=True)
 class Alarms:
-    """The alarms section: ``wired`` is False while no alarm source feeds the record."""
+    """The alarms section: every alarm raised for the batch (``daemon.alarms``)."""
 
-    wired: bool
     alarms: tuple[Alarm, ...] = ()
 
 

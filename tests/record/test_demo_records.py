@@ -68,3 +68,7 @@ def test_every_step_qc_result_and_signature_of_every_demo_batch(
         assert meanings["approved"] == 1 and meanings["released"] == 1, (bid, meanings)
         assert meanings["confirmed"] == qa_confirms, (bid, meanings)
         assert page.text["batch-id"] == bid
+        # each deviation raised its alarm (daemon.alarms), and the record shows it
+        deviations = Counter(rec.kind for rec in recs if isinstance(rec, r.Deviation))
+        alarms = Counter(a["Kind"] for a in page.rows("alarms")) if deviations else Counter()
+        assert alarms == deviations, (bid, alarms, deviations)

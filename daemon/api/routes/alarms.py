@@ -8,21 +8,18 @@ allow is 409 naming what the state allows; shelving checks the password first
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from os import PathLike
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query
 
 from daemon.alarms.manager import utc
-from daemon.alarms.model import Alarm, alarms_of
+from daemon.alarms.model import Alarm
 from daemon.alarms.states import AlarmState
 from daemon.api.access import SignedIn, acting_role
 from daemon.api.routes import Api, signing_of
 from daemon.api.schemas import ErrorOut
 from daemon.api.schemas_alarms import AckIn, AlarmOut, ShelveIn
 from daemon.audit.entries import Act
-from daemon.record import model as m
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 
@@ -32,29 +29,6 @@ _E: Final[dict[int | str, dict[str, Any]]] = {
     404: {"model": ErrorOut, "description": "No such alarm"},
     409: {"model": ErrorOut, "description": "Not allowed in the alarm's state (ISA-18.2)"},
 }
-
-
-def record_alarms(journal: PathLike[str]) -> Callable[[str], list[m.Alarm]]:
-    """The batch record's alarm source (``daemon.record.AlarmSource``): a batch's alarms
-    read from the journal file, each with its history as lines. Blocking (a thread)."""
-
-    def source(batch_id: str) -> list[m.Alarm]:
-        return [
-            m.Alarm(
-                alarm_id=a.alarm_id,
-                priority=a.priority,
-                state=str(a.state),
-                kind=a.kind,
-                message=a.message,
-                step=a.step,
-                unit=a.unit,
-                raised_at=a.raised_at,
-                history=a.history_lines(),
-            )
-            for a in alarms_of(journal, batch_id)
-        ]
-
-    return source
 
 
 def out(alarm: Alarm) -> AlarmOut:

@@ -14,7 +14,6 @@ then the change commits with its signature (``daemon.audit.batches``).
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Any, Final, Literal
 
 import anyio
@@ -24,7 +23,6 @@ from fastapi.responses import HTMLResponse
 from daemon.api import views
 from daemon.api.access import SignedIn, acting_role
 from daemon.api.routes import Api, signing_of
-from daemon.api.routes.alarms import record_alarms
 from daemon.api.schemas import (
     BatchDetail,
     BatchSummary,
@@ -225,11 +223,8 @@ async def batch_record(
     commands, signatures (each verified) and the audit extract, with a timeline; one
     self-contained HTML page, or PDF."""
     api.engine.batch(batch_id)
-    alarms = record_alarms(api.journal.path)  # the alarms of the batch, from the journal
     try:
-        record = await anyio.to_thread.run_sync(
-            functools.partial(gather, api.journal.path, batch_id, alarms=alarms)
-        )
+        record = await anyio.to_thread.run_sync(gather, api.journal.path, batch_id)
     except RecordError as exc:  # records that do not replay: a damaged journal, said as such
         raise RequestRefused(f"no batch record: {exc}", "batch_id", 409) from None
     if format == "pdf":
