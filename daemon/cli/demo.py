@@ -438,7 +438,11 @@ async def _main(
                 written = await anyio.to_thread.run_sync(
                     write_records, daemon.journal.path, run.batch_ids, folder / "records"
                 )
-                verdict.lines.append(f"electronic batch records: {', '.join(map(str, written))}")
+                verdict.lines.insert(
+                    -1,
+                    f"electronic batch records: {len(written)} HTML files in "
+                    f"{folder / 'records'} (--keep keeps them)",
+                )
                 return verdict
         finally:
             stop.set()  # the daemon stops cleanly: runners and drivers end, the journal closes
@@ -536,7 +540,6 @@ def run_demo(args: argparse.Namespace) -> int:
             out(line)
     if verdict is not None and verdict.ok and not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
-        out(f"(removed {folder}; --keep keeps the journal and the batch records)")
     else:
         out(f"journal{' and daemon log' if live_mode else ''} kept in {folder}")
     if verdict is not None and verdict.interrupted:
