@@ -41,6 +41,7 @@ import logging
 import multiprocessing
 import os
 import platform
+import secrets
 import tempfile
 import time
 from collections import Counter
@@ -53,6 +54,7 @@ import anyio
 import structlog
 from asyncua import Client, ua
 
+from daemon.audit.entries import Act, Actor
 from daemon.batch.engine import Engine
 from daemon.batch.states import BatchState, Command
 from daemon.config.defaults import sim_site
@@ -214,9 +216,38 @@ async def loader(url: str, d: Daemon, cartridges: list[str]) -> None:
             await anyio.sleep(0.5)  # a loaded machine dropped the session: again
 
 
-async def operator(engine: Engine, batch_id: str, recipe: Recipe, skip: str = "") -> None:
+class Staff:
+    """One signed-in person per role on the bench's daemon; a qa confirmation is signed
+    (the password re-entered, as every QA prompt must be)."""
+
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+        self.sessions: dict[str, Any] = {}
+        self.passwords: dict[str, str] = {}
+
+    async def hire(self) -> Staff:
+        setup = Act(Actor("local:bench"), "the bench's staff")
+        for role in ("operator", "supervisor", "qa"):
+            name, password = f"bench.{role}", secrets.token_urlsafe(18)
+            await self.d.directory.add(setup, name, f"Bench {role.title()}", [role], password)
+            _token, self.sessions[role] = await self.d.directory.login(name, password)
+            self.passwords[role] = password
+        return self
+
+    async def act(self, role: str, reason: str) -> Act:
+        session = self.sessions[role]
+        signing = None
+        if role == "qa":
+            signing = await self.d.directory.signer(session, self.passwords[role], "confirmed")
+        return Act(session.actor(role), reason, signing)
+
+
+async def operator(
+    engine: Engine, batch_id: str, recipe: Recipe, skip: str = "", staff: Staff | None = None
+) -> None:
     """Confirms every prompt of one batch (but ``skip``, which the bench answers), and
-    restarts it after a timeout hold (the step then waits on without a deadline)."""
+    restarts it after a timeout hold (the step then waits on without a deadline); a
+    prompt is answered by ``staff`` (signed for qa) when given."""
     seen: set[tuple[str, int]] = set()
     while True:
 
@@ -243,7 +274,9 @@ async def operator(engine: Engine, batch_id: str, recipe: Recipe, skip: str = ""
             await engine.command(batch_id, Command.RESTART, by="bench", reason="timeout seen")
             continue
         seen.add((b.step, b.step_visit))
-        await engine.confirm(batch_id, b.step, by="bench", role=recipe.steps[b.step].role)
+        role = recipe.steps[b.step].role
+        act = await staff.act(role, "checked") if staff is not None else None
+        await engine.confirm(batch_id, b.step, by=f"bench.{role}", role=role, act=act)
 
 
 def _rss_mb() -> tuple[float, float]:
@@ -541,11 +574,12 @@ async def p7(lines: list[str]) -> None:
                 cids = [f"L{os.getpid() % 10000}-{i}" for i in range(P7_BATCHES)]
                 t0 = time.perf_counter()
                 cpu0 = time.process_time()
+                staff = await Staff(d).hire()
                 batches = [await engine.create(recipe, {}, cid, by="bench") for cid in cids]
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(loader, endpoints["shuttle"], d, cids)
                     for b in batches:
-                        tg.start_soon(operator, engine, b.batch_id, recipe)
+                        tg.start_soon(operator, engine, b.batch_id, recipe, "", staff)
                     for b in batches:
                         await engine.wait_batch(b.batch_id, lambda nb: nb.final)
                     tg.cancel_scope.cancel()
