@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import tempfile
 import time
@@ -89,12 +90,18 @@ class Cell:
     def start(self) -> None:
         async def start() -> None:
             await self.twin.start()
-            self.client = Client(self.twin.url)
-            await self.client.connect()
-            self.controls = TwinControls(self.client)
-            assert await self.controls.discover()
+            await self._connect()
 
         self.loop.run(start(), timeout=300)
+
+    async def _connect(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await self.client.disconnect()
+        self.client = Client(self.twin.url)
+        await self.client.connect()
+        self.controls = TwinControls(self.client)
+        assert await self.controls.discover()
 
     def insert(self, cartridge: str) -> bool:
         assert self.controls is not None
@@ -103,6 +110,9 @@ class Cell:
         except ua.UaStatusCodeError as exc:
             if exc.code != ua.StatusCodes.BadInvalidState:
                 raise
+            return False
+        except ConnectionError:  # the controls' session lapsed while the twin was busy
+            self.loop.run(self._connect(), timeout=60)
             return False
         return True
 
