@@ -20,18 +20,11 @@ import argparse
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from daemon.alarms.states import AlarmState
 from daemon.api.client import Client
 from daemon.cli.api_cli import EXIT_OK, ask_password, common, reason_argument, run
 
-STATES: Final = (
-    "normal",
-    "unacknowledged",
-    "acknowledged",
-    "rtn_unacknowledged",
-    "latched",
-    "shelved",
-    "suppressed",
-)
+STATES: Final = tuple(s.value for s in AlarmState)  # the ISA-18.2 table's own names
 STYLE: Final = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
 
