@@ -42,7 +42,7 @@ S, D, U32, I32 = (
 )
 SETTINGS = OpcUaSettings(
     request_timeout=1.0,
-    connect_timeout=5.0,
+    connect_timeout=20.0,  # a hang guard: a loaded CI machine took over 5 s once
     watchdog_interval=1.0,
     backoff_initial=0.05,
     backoff_max=0.2,
