@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,8 @@ from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
 
 from drivers import icd
+from tests.support import CELLFAB
 
-CELLFAB = str(Path(sys.executable).with_name("cellfab"))
 HANG = 60.0
 
 

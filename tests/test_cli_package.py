@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import HANG_GUARD
+from tests.support import CELLFAB, HANG_GUARD
 
 ROOT = Path(__file__).resolve().parents[1]
 LENTI = str(ROOT / "recipes" / "car_t_lentiviral.yaml")
@@ -153,7 +153,7 @@ def test_readable_console_lines_on_a_terminal() -> None:
 
 
 def test_cellfab_log_json_option_reaches_the_command(tmp_path: Path) -> None:
-    exe = Path(sys.executable).with_name("cellfab")
+    exe = Path(CELLFAB)
     if not exe.exists():
         pytest.skip("console script not installed")
     proc = subprocess.run(

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from daemon.alarms.states import AlarmState
 from drivers.opcua import OpcUaShuttle, SecurityConfig
 from tests.support import eventually, fresh
 from tests.support.daemon import (
@@ -91,15 +92,7 @@ async def alarm_until(
     return next(a for a in found if ok(a))
 
 
-STATES = [
-    "normal",
-    "unacknowledged",
-    "acknowledged",
-    "rtn_unacknowledged",
-    "latched",
-    "shelved",
-    "suppressed",
-]
+STATES = [s.value for s in AlarmState]  # every state: "all alarms" in a query
 
 
 async def end(api: httpx.AsyncClient, bid: str) -> None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from daemon.cli.batch import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, typed
-from tests.support import HANG_GUARD, fresh
+from tests.support import CELLFAB, HANG_GUARD, fresh
 from tests.support.daemon import (
     PASSWORD,
     RunningDaemon,
@@ -24,8 +24,6 @@ from tests.support.daemon import (
     batch_until,
     insert_cartridge,
 )
-
-CELLFAB = str(Path(sys.executable).with_name("cellfab"))
 
 
 def cellfab(

@@ -14,7 +14,6 @@ import socket
 import ssl
 import stat
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from functools import partial
@@ -31,7 +30,7 @@ import daemon.api.views as views
 from daemon.api.access import ACTIONS
 from daemon.api.server import SOCKET_MODE, ApiStartError
 from daemon.config.model import Api
-from tests.support import HANG_GUARD
+from tests.support import CELLFAB, HANG_GUARD
 from tests.support.daemon import (
     PASSWORD,
     STAFF,
@@ -40,8 +39,6 @@ from tests.support.daemon import (
     daemon_site,
     running_daemon,
 )
-
-CELLFAB = str(Path(sys.executable).with_name("cellfab"))
 
 
 @pytest.fixture

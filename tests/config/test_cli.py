@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -17,8 +16,7 @@ from daemon.cli import main
 from daemon.config import load_site
 from daemon.config.defaults import default_site_text
 from tests.config.conftest import BASE
-
-CELLFAB = str(Path(sys.executable).with_name("cellfab"))
+from tests.support import CELLFAB
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import HANG_GUARD
+from tests.support import CELLFAB, HANG_GUARD
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "cellfab.service"
@@ -40,7 +40,7 @@ def test_systemd_analyze_verify_passes_without_a_warning(tmp_path: Path) -> None
         pytest.skip("systemd-analyze is not installed (Debian: the systemd package)")
     # verify also checks that ExecStart's program exists: point it at this checkout's
     # cellfab, installed as /opt/cellfab would be; every other line is the file's own
-    cellfab = Path(sys.executable).with_name("cellfab")
+    cellfab = Path(CELLFAB)
     assert cellfab.exists(), f"no console script beside {sys.executable}"
     text = UNIT.read_text()
     assert text.count(INSTALLED) == 1

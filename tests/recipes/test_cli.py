@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from daemon.cli import main
 from tests.recipes.conftest import FIXTURES, LIBRARY, RECIPES, ROOT
+from tests.support import CELLFAB
 
 LENTI = str(RECIPES / "car_t_lentiviral.yaml")
 
@@ -91,7 +91,7 @@ def test_schema_prints_the_json_schema(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_console_script_exit_status(tmp_path: Path) -> None:
-    exe = Path(sys.executable).with_name("cellfab")
+    exe = Path(CELLFAB)
     if not exe.exists():
         pytest.skip("console script not installed")
     ok = subprocess.run([exe, "recipe", "validate", LENTI], capture_output=True, text=True)

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from daemon.journal import files
 from daemon.record import gather, html
 from tests.record.page import Page, read
-from tests.support import HANG_GUARD, fresh
+from tests.support import CELLFAB, HANG_GUARD, fresh
 from tests.support.daemon import (
     PASSWORD,
     RunningDaemon,
@@ -34,7 +33,6 @@ from tests.support.daemon import (
 
 HERE = Path(__file__).parent
 RECIPE = HERE / "recipes" / "record_demo.yaml"
-CELLFAB = str(Path(sys.executable).with_name("cellfab"))
 SCRIPT = '<script>alert("restart")</script> labels re-checked'
 IMG = "<img src=x onerror=alert(1)> labels match C-"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from daemon.journal import files
 from daemon.journal import records as r
 from tests.record.page import Page, read
+from tests.support import CELLFAB
 
 DEMO_LIMIT_S = 900  # hang guard: the demo takes about a minute on two cores
 
@@ -24,7 +24,7 @@ DEMO_LIMIT_S = 900  # hang guard: the demo takes about a minute on two cores
 @pytest.fixture(scope="module")
 def demo() -> Iterator[tuple[Path, dict[str, Page]]]:
     proc = subprocess.run(
-        [str(Path(sys.executable).with_name("cellfab")), "demo", "--plain", "--keep"],
+        [CELLFAB, "demo", "--plain", "--keep"],
         capture_output=True,
         text=True,
         timeout=DEMO_LIMIT_S,

@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Final, TypeVar
 
 from drivers.base import Event
 
 __all__ = [
+    "CELLFAB",
     "HANG_GUARD",
     "POLL",
     "events_until",
@@ -29,6 +32,9 @@ __all__ = [
     "next_event",
     "task_id",
 ]
+
+# the `cellfab` command of the venv the tests run in (its console script)
+CELLFAB: Final = str(Path(sys.executable).with_name("cellfab"))
 
 HANG_GUARD: Final = 30.0  # wall seconds: only ever a guard against a hang, never asserted
 POLL: Final = 0.005  # wall seconds between two polls of an instrument or a condition
