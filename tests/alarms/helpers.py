@@ -5,6 +5,7 @@ a batch, a faulted unit cleared as a person would."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,7 @@ def daemon_on(
     units of shuttle1 in its site; the staff hired, or signed in again on an old journal."""
     twins = sim_cell
     if endpoints:
-        twins = SimTwins(
-            sim_cell.loop, sim_cell.cell, {**sim_cell.endpoints, **endpoints}, sim_cell.controls
-        )
+        twins = dataclasses.replace(sim_cell, endpoints={**sim_cell.endpoints, **endpoints})
     again = journal.exists()
     site = daemon_site(twins, journal, extra_recipes=[ENGINE_RECIPES])
     if out_of_service:

@@ -62,9 +62,7 @@ async def test_list_ack_and_shelve_from_the_command_line(
                 tokens.save(d.url, d.token(name), name, "")
         async with people(d) as who:
             bid, cartridge, unit = await long_batch(who["tester"], sim_cell)
-            await asyncio.to_thread(
-                sim_cell.loop.run, sim_cell.controls.inject_fault(unit, 5, "pump")
-            )
+            await asyncio.to_thread(sim_cell.twin, lambda c: c.inject_fault(unit, 5, "pump"))
             aid = (await alarm_until(who["op1"], bid, "alarm", unacked))["alarm_id"]
 
             code, out, _ = await asyncio.to_thread(cli, folders["op1"], d.url, "list")

@@ -60,7 +60,7 @@ async def test_alarms_survive_kill_9(sim_cell: SimTwins, tmp_path: Path) -> None
             by, _c, uy = await long_batch(tester, sim_cell)
             for unit in (ux, uy):
                 await asyncio.to_thread(
-                    sim_cell.loop.run, sim_cell.controls.inject_fault(unit, 9, "fan")
+                    sim_cell.twin, lambda c, u=unit: c.inject_fault(u, 9, "fan")
                 )
             ax = (await alarm_until(op1, bx, "alarm", unacked))["alarm_id"]
             ay = (await alarm_until(op1, by, "alarm", unacked))["alarm_id"]

@@ -41,7 +41,7 @@ async def test_a_unit_fault_alarm_from_raise_to_normal_with_roles_and_a_restart(
                     who["qa1"], "GET", "/events", params={"kind": "alarm", "batch": bid}
                 ) as source:
                     await asyncio.to_thread(
-                        sim_cell.loop.run, sim_cell.controls.inject_fault(unit, 42, "heater")
+                        sim_cell.twin, lambda c: c.inject_fault(unit, 42, "heater")
                     )
                     first = json.loads((await anext(source.aiter_sse())).data)
             assert first["kind"] == "alarm" and first["batch_id"] == bid
@@ -112,7 +112,7 @@ async def test_shelving_is_signed_by_a_supervisor_survives_a_restart_and_expires
             by, _cy, uy = await long_batch(who["tester"], sim_cell)
             for unit in (ux, uy):
                 await asyncio.to_thread(
-                    sim_cell.loop.run, sim_cell.controls.inject_fault(unit, 7, "door open")
+                    sim_cell.twin, lambda c, u=unit: c.inject_fault(u, 7, "door open")
                 )
             ax = (await alarm_until(who["op1"], bx, "alarm", unacked))["alarm_id"]
             ay = (await alarm_until(who["op1"], by, "alarm", unacked))["alarm_id"]
@@ -262,9 +262,7 @@ async def test_a_unit_taken_out_of_service_in_the_site_suppresses_its_alarm(
     with daemon_on(sim_cell, journal) as d:
         async with people(d) as who:
             bid, _cartridge, unit = await long_batch(who["tester"], sim_cell)
-            await asyncio.to_thread(
-                sim_cell.loop.run, sim_cell.controls.inject_fault(unit, 11, "motor")
-            )
+            await asyncio.to_thread(sim_cell.twin, lambda c: c.inject_fault(unit, 11, "motor"))
             aid = (await alarm_until(who["op1"], bid, "alarm", unacked))["alarm_id"]
     # the faulted unit is taken out of service in the site: its alarm is suppressed
     with daemon_on(sim_cell, journal, out_of_service=(unit,)) as d:
