@@ -25,8 +25,13 @@ monitored item whose queue still overflows gets the Overflow bit
 
 Time. A tick task (every 50 ms wall) advances running programs and moves on
 ``clock.now()`` differences, so a TimeScale write applies at once; every method call
-advances the model to "now" first, so answers never lag behind the clock. A tick that
-fails is logged; the first failure is raised again by ``stop()`` so a test sees it.
+advances the model to "now" first, so answers never lag behind the clock. Ends,
+arrivals and every other change are written when they happen; the values the ICD lets a
+client see merged (Progress, RemainingSeconds, ProcessValues) are reported by the tick
+every REPORT_SECONDS (0.5 s wall) and with any change of their unit, as an instrument's
+PLC would: 256 running units writing them every 50 ms and on every call kept one
+asyncua server thread too busy to answer (bench.recovery, P5). A tick that fails is
+logged; the first failure is raised again by ``stop()`` so a test sees it.
 
 Method errors are answered as the method's status code (asyncua 2.1.0 turns an
 exception raised by a method into BadUnexpectedError, so handlers return a
@@ -87,6 +92,7 @@ __all__ = ["DEFAULT_CAPABILITIES", "PROCESS_VALUE_NAMES", "ShuttleTwin", "defaul
 log = structlog.get_logger("cellfab.twins.shuttle")
 
 TICK_SECONDS: Final = 0.05
+REPORT_SECONDS: Final = 0.5  # Progress, RemainingSeconds, ProcessValues of running units
 
 S, D, U32 = ua.VariantType.String, ua.VariantType.Double, ua.VariantType.UInt32
 SecurityMode = Literal["none", "secure", "both"]
@@ -448,7 +454,7 @@ class ShuttleTwin:
         try:
             async with self._lock:
                 try:
-                    self.model.advance(self.clock.now())
+                    self.model.advance(self.clock.now(), report=False)
                     result = handler(*values)
                 finally:
                     await self._flush()
@@ -484,11 +490,15 @@ class ShuttleTwin:
 
     # ================================================================== time
     async def _tick_loop(self) -> None:
+        reported = 0.0
         while True:
             await asyncio.sleep(TICK_SECONDS)
             try:
                 async with self._lock:
-                    self.model.advance(self.clock.now())
+                    report = time.monotonic() - reported >= REPORT_SECONDS
+                    if report:
+                        reported = time.monotonic()
+                    self.model.advance(self.clock.now(), report=report)
                     beats = int(time.monotonic() - self._wall0) & 0xFFFFFFFF
                     if beats != self._heartbeat:
                         self._heartbeat = beats

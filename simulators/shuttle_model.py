@@ -255,8 +255,14 @@ class ShuttleModel:
         )
 
     # ------------------------------------------------------------------ time
-    def advance(self, now: float) -> None:
-        """Advance running programs and the move in flight to process time ``now``."""
+    def advance(self, now: float, *, report: bool = True) -> None:
+        """Advance running programs and the move in flight to process time ``now``.
+
+        ``report``: emit every running unit's Progress, RemainingSeconds and process
+        values (the tick does). A method call advances with ``report=False``: ends and
+        arrivals are still emitted at once, but the values the ICD lets a client see
+        merged wait for the next tick, so a call costs the same with 1 or 256 running
+        units (it used to write every running unit's values: 14 ms a call at 64)."""
         dt = max(0.0, now - self.now)
         self.now = now
         self.world.now = now
@@ -267,8 +273,11 @@ class ShuttleModel:
             run.elapsed_s = min(run.elapsed_s + dt, run.nominal_s)
             if run.elapsed_s >= run.nominal_s:
                 self._finish(unit, run, ResultStatus.COMPLETE)
-            else:
+            elif report:
                 self._progress(unit, run)
+            else:  # kept current for any emit of this unit before the next report
+                unit.progress = run.fraction
+                unit.remaining_s = max(0.0, run.nominal_s - run.elapsed_s)
         move = self.transport.active
         if move is not None and self.transport.state is TransportState.MOVING:
             move.elapsed_s += dt
