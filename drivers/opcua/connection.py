@@ -20,7 +20,13 @@ Owns what ``drivers._link.Link`` asks of a wire (``connect``, ``serve``,
   consumers saw it is kept then, for the resync diff.
 * Requests: ``call``/``call_many``/``read`` raise ``CommunicationLost`` at once while
   not connected; a failure on the wire becomes a typed error (``drivers.opcua.errors``)
-  and, when it is a loss, marks the link lost. Nothing is ever re-sent here.
+  and, when it is a loss, marks the link lost. Nothing is ever re-sent here. At most
+  ``settings.max_in_flight`` requests are on the wire at once; the rest wait their turn
+  in order, off the clock (the request timeout starts when a request is sent), and fail
+  with ``CommunicationLost`` unsent if the link is lost while they wait. Without the
+  bound, 256 batches reconciling after a restart sent 256 calls at once: the server
+  answered the last ones, and asyncua's watchdog probe queued behind them, after the
+  timeouts, and the link was declared lost over and over (bench.recovery, P5).
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Final, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar, cast
 
 import structlog
 from asyncua import Client, ua
@@ -46,6 +52,7 @@ from drivers.opcua.space import Key, Space, discover
 from drivers.opcua.values import BadValue, check, check_capabilities
 
 log = structlog.get_logger("cellfab.drivers.opcua")
+T = TypeVar("T")
 
 
 class _Subscription(Subscription):
@@ -105,6 +112,7 @@ class Connection:
         # cache, or late notifications of the lost subscription, hide no change.
         self._seen: dict[Key, Any] = {}
         self._failure: InstrumentError | None = None  # a loss seen while connecting
+        self._slots = asyncio.Semaphore(settings.max_in_flight)  # requests on the wire
 
     # ------------------------------------------------------------------ Wire
     async def connect(self) -> None:
@@ -328,18 +336,22 @@ class Connection:
             raise CommunicationLost(self.name, operation, "not connected")
         return client, space, self._gen
 
-    async def _request(self, operation: str, gen: int, coro: Any) -> Any:
-        """Await one request; any failure becomes a typed error (and a loss when it is one)."""
-        try:
-            async with asyncio.timeout(self.settings.request_timeout + 1.0):
-                return await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            err = translate(self.name, operation, exc)
-            if isinstance(err, CommunicationLost):
-                self._lost(f"{operation}: {err.detail}", gen)
-            raise err from exc
+    async def _request(self, operation: str, gen: int, send: Callable[[], Awaitable[T]]) -> T:
+        """Send one request when a slot is free and await its answer; any failure becomes
+        a typed error (and a loss when it is one)."""
+        async with self._slots:
+            if gen != self._gen or self.client is None:  # lost while waiting: never sent
+                raise CommunicationLost(self.name, operation, "connection lost before it was sent")
+            try:
+                async with asyncio.timeout(self.settings.request_timeout + 1.0):
+                    return await send()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                err = translate(self.name, operation, exc)
+                if isinstance(err, CommunicationLost):
+                    self._lost(f"{operation}: {err.detail}", gen)
+                raise err from exc
 
     async def call_many(
         self, operation: str, calls: Sequence[tuple[ua.NodeId, ua.NodeId, list[ua.Variant]]]
@@ -350,7 +362,7 @@ class Connection:
             ua.CallMethodRequest(ObjectId=obj, MethodId=method, InputArguments=args)
             for obj, method, args in calls
         ]
-        results = await self._request(operation, gen, client.uaclient.call(requests))
+        results = await self._request(operation, gen, lambda: client.uaclient.call(requests))
         if not isinstance(results, list) or len(results) != len(requests):
             raise InvalidAnswer(self.name, operation, "the Call answered another number of results")
         return cast(list[ua.CallMethodResult], results)
@@ -379,7 +391,7 @@ class Connection:
                 ua.ReadValueId(NodeId=node, AttributeId=ua.AttributeIds.Value) for _k, node in keys
             ]
         )
-        dvs = await self._request(operation, gen, client.uaclient.read(params))
+        dvs = await self._request(operation, gen, lambda: client.uaclient.read(params))
         if len(dvs) != len(keys):
             raise InvalidAnswer(self.name, operation, f"{len(dvs)} values for {len(keys)} reads")
         out = []

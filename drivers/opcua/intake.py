@@ -45,7 +45,7 @@ from drivers import icd
 from drivers.base import Event, InvalidAnswer
 from drivers.icd import BrowseName as BN
 from drivers.opcua.space import Item, Key, Kind
-from drivers.opcua.values import BadValue, event_of, group_of, rule_for
+from drivers.opcua.values import BadValue, event_of, group_of, pv_index, rule_for
 
 log = structlog.get_logger("cellfab.drivers.opcua")
 
@@ -76,6 +76,7 @@ class Intake:
         self.gate_open = False  # notifications emit events only when open
         self.changed = asyncio.Event()  # set by every data change while the gate is closed
         self._items: dict[int, Item] = {}
+        self._pv_keys: dict[str, tuple[Key, ...]] = {}  # each unit's process values
         # per client handle: key, rule, mergeable, paired per publish, event group
         self._routes: dict[
             int, tuple[Key, Callable[[object], Any], bool, bool, tuple[str, str]]
@@ -105,6 +106,7 @@ class Intake:
             )
             for handle, item in items.items()
         }
+        self._pv_keys = pv_index(item.key for item in items.values())
         self._last_seq = None
         self._initial = set()
         self._queued = {}
@@ -195,12 +197,12 @@ class Intake:
             if mergeable:
                 merged[group] = None
             elif key[1] != BN.FAULT_TEXT or values.get((key[0], BN.FAULT_CODE)):
-                self._emit(event_of(self.source, values, *group))
+                self._emit(event_of(self.source, values, *group, self._pv_keys))
         for loc, by_var in runs.items():
             self._replay_faults(loc, by_var, emit)
             self._replay_states(loc, by_var, emit)
         for loc, group in merged:
-            self._emit(event_of(self.source, values, loc, group))
+            self._emit(event_of(self.source, values, loc, group, self._pv_keys))
         if not emit:
             self.changed.set()
         return True

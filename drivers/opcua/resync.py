@@ -17,7 +17,7 @@ exactly the differences between them.
 from __future__ import annotations
 
 from drivers.base import Event
-from drivers.opcua.values import Values, event_of, group_of
+from drivers.opcua.values import Values, event_of, group_of, pv_index
 
 _MISSING = object()
 
@@ -29,4 +29,5 @@ def diff_events(source: str, before: Values, after: Values) -> list[Event]:
     groups = dict.fromkeys(
         group_of(key) for key in sorted(after) if before.get(key, _MISSING) != after[key]
     )
-    return [event_of(source, after, loc, group) for loc, group in groups]
+    pvs = pv_index(after)
+    return [event_of(source, after, loc, group, pvs) for loc, group in groups]

@@ -27,6 +27,7 @@ class OpcUaSettings:
     backoff_factor: float = 2.0
     jitter: float = 0.5  # each delay is drawn from [d * (1 - jitter), d]
     event_queue_limit: int = DEFAULT_EVENT_LIMIT
+    max_in_flight: int = 8  # requests on the wire at once; more wait their turn, in order
 
     def __post_init__(self) -> None:
         for name in ("request_timeout", "connect_timeout", "watchdog_interval", "session_timeout"):
@@ -41,6 +42,8 @@ class OpcUaSettings:
         self.backoff  # noqa: B018 - Backoff checks its own values
         if self.event_queue_limit < 16:
             raise ValueError("event_queue_limit must be >= 16")
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
 
     @property
     def backoff(self) -> Backoff:

@@ -19,7 +19,7 @@ A cache is a mapping ``Key -> checked value`` (``Key`` = (location, variable)).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from drivers import icd
@@ -182,8 +182,27 @@ def group_of(key: Key) -> tuple[str, str]:
     return loc, "pv" if var.startswith(PV_PREFIX) else GROUPS[var]
 
 
-def event_of(source: str, values: Values, loc: str, group: str) -> Event:
-    """The event that shows group ``group`` of ``loc`` as ``values`` hold it now."""
+def pv_index(keys: Iterable[Key]) -> dict[str, tuple[Key, ...]]:
+    """The process-value keys of each unit, in key order (for ``event_of``)."""
+    index: dict[str, list[Key]] = {}
+    for key in sorted(keys):
+        if key[1].startswith(PV_PREFIX):
+            index.setdefault(key[0], []).append(key)
+    return {loc: tuple(keys) for loc, keys in index.items()}
+
+
+def event_of(
+    source: str,
+    values: Values,
+    loc: str,
+    group: str,
+    pv_keys: Mapping[str, Sequence[Key]] | None = None,
+) -> Event:
+    """The event that shows group ``group`` of ``loc`` as ``values`` hold it now.
+
+    ``pv_keys`` (``pv_index`` of the followed keys) finds a unit's process values
+    without a scan of every value: with 264 units a scan per ProcessValues event made
+    the intake quadratic (14 s of a restart's CPU in bench.recovery)."""
     v = values
     if group == "state":
         if loc == icd.TRANSPORT:
@@ -220,12 +239,9 @@ def event_of(source: str, values: Values, loc: str, group: str) -> Event:
             remaining_seconds=v.get((loc, BN.REMAINING_SECONDS), 0.0),
         )
     prefix = len(PV_PREFIX)
+    keys = (pv_keys if pv_keys is not None else pv_index(v)).get(loc, ())
     return ProcessValuesChanged(
-        source=source,
-        unit=loc,
-        values={
-            k[1][prefix:]: x for k, x in v.items() if k[0] == loc and k[1][:prefix] == PV_PREFIX
-        },
+        source=source, unit=loc, values={k[1][prefix:]: v[k] for k in keys if k in v}
     )
 
 

@@ -5,7 +5,8 @@ suite (tests/drivers/opcua/test_opcua_hostile_server.py).
 It offers ``Objects/Shuttle`` in ``urn:cellfab:shuttle:v1`` with one unit (``U1``), the
 transport and the ports, and no twin controls. Every method answers what
 ``answers[name]`` returns for its arguments: a list of Variants (any types, any count),
-a StatusCode, or, for ``HANG``, nothing ever. ``force(path, variant)`` sets a variable to
+a StatusCode, an awaitable of one of those (awaited on the server's loop: a slow
+answer), or, for ``HANG``, nothing ever. ``force(path, variant)`` sets a variable to
 any Variant, bypassing the server's own type check (a server that breaks its DataType),
 and notifies its monitored items as a write does.
 """
@@ -13,6 +14,7 @@ and notifies its monitored items as a write does.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -104,6 +106,8 @@ class HostileShuttle:
                 answer = self.answers.get(name, lambda _a: [])(values)
                 if answer is HANG:
                     await asyncio.Event().wait()
+                if inspect.isawaitable(answer):
+                    answer = await answer
                 return answer
 
             await parent.add_method(
