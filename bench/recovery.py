@@ -26,16 +26,19 @@ Printed, from the second start (spawn of the process) on, in wall seconds:
 * connected: up to "instruments tried" (the drivers connected, the view's snapshot read);
 * reconciled: up to the last in-flight task's ``reconciled``;
 * reconciliation adds: reconciled - connected (target: under 2 s);
-* the drivers alone: the same site's drivers connected by this process (``CellView``,
-  as the daemon does it, imports already done), for comparison with "connected".
+* the drivers alone: the same site's drivers connected (``CellView``, as the daemon does
+  it) in a process of their own once the daemon has stopped, imports already done, for
+  comparison with "connected".
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
+import multiprocessing
 import tempfile
 import time
 from datetime import datetime
@@ -172,6 +175,19 @@ async def _drivers_alone(site_file: Path) -> float:
     return elapsed
 
 
+def _drivers_alone_elsewhere(site_file: Path) -> float:
+    """``_drivers_alone`` in a process of its own, as the daemon is: in this one the
+    driver would share the GIL with the twin's server thread (35 s instead of 3 s at 256
+    batches, which compares nothing)."""
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(_connect_alone, site_file).result(timeout=600)
+
+
+def _connect_alone(site_file: Path) -> float:
+    return asyncio.run(_drivers_alone(site_file))
+
+
 def run(batches: int, time_scale: float, folder: Path) -> None:
     cell = Cell(batches + 8, time_scale)
     print(f"bench.recovery (P5): {batches} batches, shuttle twin with {batches + 8} bays, "
@@ -210,8 +226,8 @@ def run(batches: int, time_scale: float, folder: Path) -> None:
         entries = _log_times(daemon.log_file, daemon.starts)
         replayed = next(t for t, e in entries if e["event"] == "journal replayed")
         tried = next(t for t, e in entries if e["event"] == "instruments tried")
-        alone = asyncio.run(_drivers_alone(site_file))
         daemon.stop()
+        alone = _drivers_alone_elsewhere(site_file)
         _report(spawned, replayed, tried, reconciled, alone, len(in_flight))
     finally:
         cell.stop()
@@ -269,7 +285,9 @@ def _report(
     print(f"  restart -> journal replayed        {replayed - spawned:7.2f} s  (imports, replay)")
     print(f"  restart -> instruments connected   {tried - spawned:7.2f} s")
     print(f"  restart -> all {n} reconciled     {reconciled - spawned:7.2f} s")
-    print(f"  the drivers alone connect in       {alone:7.2f} s  (this process, same site)")
+    print(
+        f"  the drivers alone connect in       {alone:7.2f} s  (a process of their own, same site)"
+    )
     verdict = "met" if adds < TARGET_S else "NOT met"
     print(f"  reconciliation adds                {adds:7.2f} s  "
           f"(target under {TARGET_S:g} s: {verdict})")  # fmt: skip
