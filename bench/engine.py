@@ -333,7 +333,9 @@ async def _zero_steps_through_daemon(
             for b in batches:
                 await engine.confirm(b.batch_id, "gate", by="bench", role="operator")
             for b in batches:
-                await engine.wait_batch(b.batch_id, lambda nb: nb.step == "done" or nb.final)
+                # the procedure ended (BatchFinished): every step ran; the cartridge's
+                # move to the OutputPort after it is the transport's queue, not a step
+                await engine.wait_batch(b.batch_id, lambda nb: nb.outcome or nb.final)
             wall = time.perf_counter() - t0
             info["cpu_per_wall"] = (time.process_time() - cpu0) / wall
             info["cpu_ms_per_step"] = (time.process_time() - cpu0) / (n_batches * steps) * 1e3
