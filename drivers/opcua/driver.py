@@ -245,7 +245,7 @@ class OpcUaShuttle:
         targets = [self._unit(space, unit, op)] if unit is not None else list(space.units.values())
         if not targets:
             return TaskResult(task_id, icd.ResultStatus.UNKNOWN, {}, program)
-        results = await self._conn.call_many(
+        results = await self._conn.call_shared(  # read-only: may share a Call request
             op, [(u.node, u.methods[BN.GET_RESULT], [_s(task_id)]) for u in targets]
         )
         found: TaskResult | None = None

@@ -4,7 +4,8 @@ suite (tests/drivers/opcua/test_opcua_hostile_server.py).
 
 It offers ``Objects/Shuttle`` in ``urn:cellfab:shuttle:v1`` with one unit (``U1``), the
 transport and the ports, and no twin controls. Every method answers what
-``answers[name]`` returns for its arguments: a list of Variants (any types, any count),
+``answers[name]`` returns for its arguments (``calls`` lists them, ``call_requests``
+the number of methods in each Call request): a list of Variants (any types, any count),
 a StatusCode, an awaitable of one of those (awaited on the server's loop: a slow
 answer), or, for ``HANG``, nothing ever. ``force(path, variant)`` sets a variable to
 any Variant, bypassing the server's own type check (a server that breaks its DataType),
@@ -60,6 +61,7 @@ class HostileShuttle:
     def __init__(self) -> None:
         self.answers: dict[str, Answer] = default_answers()
         self.calls: list[tuple[str, list[Any]]] = []
+        self.call_requests: list[int] = []  # methods in each Call request, in order
         self.url = ""
         self._server: Server | None = None
         self._nodes: dict[tuple[str, ...], ua.NodeId] = {}
@@ -73,6 +75,14 @@ class HostileShuttle:
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         ns = await server.register_namespace(icd.SHUTTLE_NS)
         await self._build(server, ns)
+        service = server.iserver.method_service
+        call = service.call
+
+        async def counted(methods: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
+            self.call_requests.append(len(methods))
+            return await call(methods)
+
+        service.call = counted  # type: ignore[method-assign]
         await server.start()
         port = server.bserver.port if server.bserver else 0
         self.url = f"opc.tcp://127.0.0.1:{port}/shuttle"
@@ -164,6 +174,7 @@ class HostileShuttle:
         """Well-behaved again: default answers and values."""
         self.answers = default_answers()
         self.calls.clear()
+        self.call_requests.clear()
         for name, value in _UNIT_VARS.items():
             await self.force((UNIT, name), value)
         await self.force((UNIT, BN.PROCESS_VALUES, "pH"), ua.Variant(7.0, D))
