@@ -276,8 +276,7 @@ class ShuttleModel:
             elif report:
                 self._progress(unit, run)
             else:  # kept current for any emit of this unit before the next report
-                unit.progress = run.fraction
-                unit.remaining_s = max(0.0, run.nominal_s - run.elapsed_s)
+                _position(unit, run)
         move = self.transport.active
         if move is not None and self.transport.state is TransportState.MOVING:
             move.elapsed_s += dt
@@ -285,8 +284,7 @@ class ShuttleModel:
                 self._arrive(move)
 
     def _progress(self, unit: UnitModel, run: ProgramRun) -> None:
-        unit.progress = run.fraction
-        unit.remaining_s = max(0.0, run.nominal_s - run.elapsed_s)
+        _position(unit, run)
         try:
             pv = self.world.process_values(run.cartridge_id, run.program, run.params, run.fraction)
         except Exception:  # the preview is cosmetic: keep the last values
@@ -557,3 +555,9 @@ class ShuttleModel:
     def _ports_emit(self) -> None:
         self.emit((BN.LOAD_PORT, BN.CARTRIDGE_ID), self.load_port)
         self.emit((BN.OUTPUT_PORT, BN.CARTRIDGE_IDS), list(self.output_port))
+
+
+def _position(unit: UnitModel, run: ProgramRun) -> None:
+    """The unit's Progress and RemainingSeconds where its program is now."""
+    unit.progress = run.fraction
+    unit.remaining_s = max(0.0, run.nominal_s - run.elapsed_s)
