@@ -1,7 +1,8 @@
 """Root of the test suite: registers the shared fixtures of tests/support as plugins.
 
 Session-scoped twins live in tests/support (one module per instrument kind), so every
-suite shares one twin per kind instead of starting its own.
+suite shares one twin per kind instead of starting its own; ``tests.support.heap``
+keeps what they built out of the garbage collector's full scans.
 """
 
 pytest_plugins = [
@@ -10,4 +11,5 @@ pytest_plugins = [
     "tests.support.cellq",
     "tests.support.balance",
     "tests.support.daemon",
+    "tests.support.heap",
 ]

@@ -69,6 +69,7 @@ from daemon.cli.demo_verdict import Injected, Run, Verdict, judge
 from daemon.cli.demo_view import Feed, live_view
 from daemon.cli.sim import add_world_arguments
 from daemon.events import Subscription
+from daemon.ops.heap import freeze_built
 from daemon.supervisor import Daemon, build, serve
 from drivers import icd
 from simulators.cell import SimCell, SimConfig, SimStartError
@@ -396,6 +397,7 @@ async def _main(
     async with anyio.create_task_group() as tg:
         tg.start_soon(partial(serve, daemon, stop, api=False, on_ready=lambda _d: ready.set()))
         await ready.wait()
+        freeze_built()  # the twins and the daemon live as long as the demo (decision 0108)
         try:
             async with Client(twins.shuttle.url) as client:
                 demo = Demo(

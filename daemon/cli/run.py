@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from functools import partial
+
     import anyio
 
     from daemon.api.server import ApiStartError
@@ -54,12 +56,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     refused: list[BaseException] = []
     try:
-        anyio.run(run_until_signalled, daemon)
+        anyio.run(partial(run_until_signalled, daemon, on_ready=_freeze_built))
     except* ApiStartError as group:  # the API cannot listen where the site says
         refused.append(group)
     for exc in _leaves(refused):
         print(f"cellfab run: {exc}", file=sys.stderr)
     return EXIT_CONFIG if refused else EXIT_OK
+
+
+def _freeze_built(_daemon: object) -> None:
+    """Once ready: what the daemon built lives as long as the process (decision 0108)."""
+    import structlog
+
+    from daemon.ops.heap import freeze_built
+
+    structlog.get_logger("cellfab.daemon").info("heap_frozen", objects=freeze_built())
 
 
 def _leaves(excs: list[BaseException]) -> list[BaseException]:

@@ -177,6 +177,15 @@ def test_sigterm_says_stopping_and_exits_cleanly(run: Run) -> None:
     assert run.returncode == 0
 
 
+def test_once_ready_what_the_daemon_built_is_frozen_out_of_full_collections(run: Run) -> None:
+    events = [r for _p, r in records(run)]
+    names = [r["event"] for r in events]
+    frozen = events[names.index("heap_frozen")]
+    # drivers, API, recipes, journal: far more than an empty interpreter's objects
+    assert names.index("ready") < names.index("heap_frozen")
+    assert frozen["objects"] > 50_000, frozen
+
+
 def test_every_line_is_json_and_every_line_of_the_batch_names_its_step_and_task(
     run: Run,
 ) -> None:

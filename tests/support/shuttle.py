@@ -327,10 +327,11 @@ class HostileBench:
         return self.loop.run(coro)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def shuttle_hostile() -> Iterator[HostileBench]:
     """A twin of its own for the hostile-client suite: whatever a random call does to
-    it cannot reach the tests that share ``shuttle_session``."""
+    it cannot reach the tests that share ``shuttle_session``. Module scope: an asyncua
+    server is some 400 000 objects, which every later full collection would scan."""
     twin = ShuttleTwin(World(seed=13), Clock(SCALE), security="none", serial_number="HOST-1")
     with own_loop("shuttle-hostile-twin") as own:
         own.start(twin)
@@ -370,10 +371,11 @@ class SecureSetup:
     trusted_clients: Path  # the twin's trust list: a certificate copied here is trusted
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def shuttle_secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSetup]:
     """A secure-only twin; a client certificate it trusts; a stranger server certificate
-    to pin by mistake; our trust store with the twin's certificate in it."""
+    to pin by mistake; our trust store with the twin's certificate in it. Module scope
+    like ``shuttle_hostile`` (two modules use it; each starts its own)."""
     root = tmp_path_factory.mktemp("opcua-secure")
     trusted_clients = root / "twin-trusted"
     trusted_clients.mkdir()
