@@ -16,8 +16,9 @@ class _Node:
 
 def test_what_exists_is_frozen_and_later_garbage_is_still_collected() -> None:
     built = _Node()
-    frozen = freeze_built()
-    assert frozen == gc.get_freeze_count() > 0
+    # more than a bare interpreter's; not compared with gc.get_freeze_count() after the
+    # call: other threads' loops (twins, daemons) free frozen objects meanwhile
+    assert freeze_built() > 10_000
     assert not any(o is built for o in gc.get_objects())  # left out of every scan
 
     later = _Node()
